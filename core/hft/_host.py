@@ -1,0 +1,296 @@
+"""The host behind ``hft serve``: storage, brokers, services and transports in one task group.
+
+Start-up order: open storage → build brokers (connecting in the background, so a broker that is
+down or needs a fresh login is reported "not ready" without stopping the host) → start every
+enabled transport → ``hft_startup`` hooks. Shutdown runs the other way round: transports stop
+accepting, ``hft_shutdown`` hooks run, brokers close, storage flushes and closes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import structlog
+
+from hft._config import BrokerSection, Config
+from hft._errors import AuthError, HftError, PluginError
+from hft._plugins import PluginContext, PluginHost
+from hft._resilience import Backoff
+from hft.contracts import Broker, BrokerEvent, MatchingEngine, Normaliser, Storage, Transport
+from hft.model import Account, ConnectionEvent, ConnectionState, Instrument, Tick
+
+__all__ = ["BrokerHandle", "Host", "Services", "open_storage"]
+
+log = structlog.get_logger("hft.host")
+
+
+@attrs.define
+class BrokerHandle:
+    """One configured broker instance and what the host knows about its health."""
+
+    name: str
+    broker: Broker
+    section: BrokerSection
+    ready: bool = False
+    error: str | None = None
+    events_seen: int = 0
+
+
+@attrs.define
+class Services:
+    """What the running host offers plugins and transports."""
+
+    config: Config
+    plugins: PluginHost
+    storage: Storage
+    brokers: dict[str, BrokerHandle]
+    accounts: dict[str, Account]
+    data_dir: Path
+    transports: dict[str, str] = attrs.field(factory=dict)  # name → bound address
+    latest_ticks: dict[str, Tick] = attrs.field(factory=dict)
+    _listeners: list[Callable[[str, BrokerEvent], None]] = attrs.field(factory=list)
+
+    def matching_engine(self, name: str = "ext", **options: Any) -> MatchingEngine:
+        """A fresh order book from the named matching-engine plugin."""
+        return self.plugins.engines.get(name).factory(**options)
+
+    def normaliser(self, name: str, instruments: list[Instrument]) -> Normaliser:
+        return self.plugins.normalisers.get(name).factory(instruments)
+
+    def add_listener(self, listener: Callable[[str, BrokerEvent], None]) -> None:
+        """Call ``listener(broker_name, event)`` for every broker event (keep it quick)."""
+        self._listeners.append(listener)
+
+    def readiness(self) -> dict[str, str | None]:
+        """Component name → ``None`` when ready, else why not."""
+        status: dict[str, str | None] = {"storage": None}
+        for name, handle in self.brokers.items():
+            status[f"broker:{name}"] = None if handle.ready else (handle.error or "connecting")
+        return status
+
+    def dispatch(self, broker: str, event: BrokerEvent) -> None:
+        if isinstance(event, Tick):
+            self.latest_ticks[event.instrument] = event
+        for listener in self._listeners:
+            listener(broker, event)
+
+
+def open_storage(url: str, plugins: PluginHost) -> Storage:
+    """An unopened backend for ``url``, chosen by its scheme."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in plugins.storages:
+        known = ", ".join(plugins.storages.names()) or "none installed"
+        raise PluginError(f"storage.url: no storage backend for scheme {scheme!r} (known: {known})")
+    return plugins.storages.get(scheme).factory(url)
+
+
+class Host:
+    """Runs one configured hft host until cancelled or asked to stop."""
+
+    def __init__(self, config: Config, plugins: PluginHost) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.services: Services | None = None
+        self._stop = anyio.Event()
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (what SIGINT/SIGTERM do)."""
+        self._stop.set()
+
+    async def serve(self, *, handle_signals: bool = True) -> None:
+        """Run until :meth:`stop` (or SIGINT/SIGTERM); raise HftError if start-up fails."""
+        # Signals are caught from before start-up, so one arriving early still shuts down cleanly.
+        receiver = (
+            anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+            if handle_signals
+            else nullcontext(None)
+        )
+        with receiver as signals:
+            async with self.running(), anyio.create_task_group() as tg:
+                if signals is not None:
+                    tg.start_soon(self._watch_signals, signals)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+
+    async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            log.info("host.signal", signal=signal.Signals(signum).name)
+            self.stop()
+            return
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Services]:
+        """Start everything, yield the services, and shut down cleanly on exit.
+
+        A single failure (a start-up error, or an error in the ``async with`` body) comes out as
+        itself rather than wrapped in an exception group.
+        """
+        try:
+            async with self._running() as services:
+                yield services
+        except BaseExceptionGroup as group:
+            leaves = _leaves(group)
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                raise leaves[0] from None
+            raise
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[Services]:
+        config = self.config
+        data_dir = config.host.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        storage = open_storage(config.storage.url, self.plugins)
+        await storage.open()
+        try:
+            services = Services(
+                config=config,
+                plugins=self.plugins,
+                storage=storage,
+                brokers={},
+                accounts=await self._accounts(storage),
+                data_dir=data_dir,
+            )
+            self.services = services
+            for name, section in config.brokers.items():
+                factory = self.plugins.brokers.get(section.plugin).factory
+                broker = factory(section.settings, PluginContext(name, data_dir, storage))
+                broker.name = name
+                services.brokers[name] = BrokerHandle(name, broker, section)
+
+            async with anyio.create_task_group() as root:
+                for handle in services.brokers.values():
+                    root.start_soon(self._run_broker, services, handle)
+                async with anyio.create_task_group() as transports:
+                    for name, transport_section in config.transports.items():
+                        if transport_section.enabled:
+                            transport = self.plugins.transports.get(name).factory(
+                                transport_section.settings, PluginContext(name, data_dir, storage)
+                            )
+                            transport.name = name
+                            address = await transports.start(
+                                self._run_transport, transport, services
+                            )
+                            services.transports[name] = str(address)
+                    await self._call_lifecycle("hft_startup", services)
+                    log.info(
+                        "host.started",
+                        storage=_redact_url(config.storage.url),
+                        brokers=sorted(services.brokers),
+                        transports=services.transports,
+                        plugins=sorted(n for n, p in self.plugins.plugins.items() if not p.error),
+                    )
+                    try:
+                        yield services
+                    finally:
+                        log.info("host.stopping")
+                        transports.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    with anyio.move_on_after(config.host.shutdown_timeout_s):
+                        await self._call_lifecycle("hft_shutdown", services)
+                    for handle in services.brokers.values():
+                        with anyio.move_on_after(config.host.shutdown_timeout_s):
+                            await handle.broker.close()
+                root.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await storage.close()
+            log.info("host.stopped")
+
+    async def _accounts(self, storage: Storage) -> dict[str, Account]:
+        accounts = {a.account_id: a for a in await storage.load_accounts()}
+        for account_id, section in self.config.accounts.items():
+            account = Account(
+                account_id=account_id,
+                broker=section.broker,
+                broker_account=section.broker_account,
+                environment=section.environment,
+                name=section.name,
+            )
+            if accounts.get(account_id) != account:
+                await storage.save_account(account)
+            accounts[account_id] = account
+        return accounts
+
+    async def _run_transport(
+        self, transport: Transport, services: Services, *, task_status: Any
+    ) -> None:
+        await transport.serve(services, task_status)
+
+    async def _run_broker(self, services: Services, handle: BrokerHandle) -> None:
+        """Connect (retrying network failures with backoff), then pump the broker's events."""
+        backoff = Backoff(initial_s=0.5, max_s=self.config.host.broker_retry_max_s)
+        while True:
+            try:
+                await handle.broker.connect()
+            except AuthError as exc:
+                # A login problem needs a person (e.g. ``hft zerodha login``): retrying would only
+                # earn a lockout, so the broker stays not ready and the host keeps serving.
+                handle.ready, handle.error = False, exc.message
+                log.error("broker.login_required", broker=handle.name, error=exc.message)
+                return
+            except HftError as exc:
+                handle.ready, handle.error = False, exc.message
+                delay = backoff.next_delay()
+                log.warning(
+                    "broker.connect_failed", broker=handle.name, error=str(exc), retry_in_s=delay
+                )
+                await anyio.sleep(delay)
+                continue
+            break
+        handle.ready, handle.error = True, None
+        log.info("broker.connected", broker=handle.name, accounts=list(handle.broker.accounts()))
+        async for event in handle.broker.events():
+            handle.events_seen += 1
+            if isinstance(event, ConnectionEvent):
+                handle.ready = event.state in (ConnectionState.CONNECTED, ConnectionState.RESYNCED)
+                handle.error = None if handle.ready else (event.reason or str(event.state))
+                log.info(
+                    "broker.connection",
+                    broker=handle.name,
+                    state=str(event.state),
+                    reason=event.reason,
+                )
+            services.dispatch(handle.name, event)
+        handle.ready = False
+
+    async def _call_lifecycle(self, hook_name: str, services: Services) -> None:
+        for impl in getattr(self.plugins.pm.hook, hook_name).get_hookimpls():
+            try:
+                result: Awaitable[None] | None = impl.function(services=services)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                log.error(
+                    "host.lifecycle_failed",
+                    hook=hook_name,
+                    plugin=impl.plugin_name,
+                    error=repr(exc),
+                )
+                if hook_name == "hft_startup":
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed during start-up: {exc}"
+                    ) from exc
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
+def _redact_url(url: str) -> str:
+    """A storage URL without its password (``postgresql://u:***@host/db``)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{location}"

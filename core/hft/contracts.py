@@ -1,0 +1,395 @@
+"""What plugins implement: Broker, Normaliser, RiskRule, Storage, Transport, MatchingEngine.
+
+A plugin builds these objects in the factories it registers through its hooks (see
+:mod:`hft.hookspecs`); the host then calls them directly, never through pluggy, so the per-tick
+and per-order paths cost one method call.
+
+Each class docstring lists which methods are required and which are optional (an optional method
+has a working default here).
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self, TypeAlias, runtime_checkable
+
+import attrs
+
+from hft._errors import NotFound
+from hft.model import (
+    Account,
+    ConnectionEvent,
+    Fill,
+    Holding,
+    Instrument,
+    ModifyRequest,
+    Order,
+    OrderRequest,
+    OrderUpdate,
+    Position,
+    StreamMode,
+    Tick,
+    User,
+)
+
+if TYPE_CHECKING:
+    from hft._host import Services
+
+__all__ = [
+    "Broker",
+    "BrokerEvent",
+    "EngineEvent",
+    "MatchingEngine",
+    "Normaliser",
+    "OrderEvent",
+    "RiskContext",
+    "RiskRejection",
+    "RiskRule",
+    "Storage",
+    "Transport",
+]
+
+#: Everything a broker's event stream yields.
+BrokerEvent: TypeAlias = Tick | OrderUpdate | Fill | ConnectionEvent
+
+
+# ----------------------------------------------------------------------------------------------
+# Brokers
+# ----------------------------------------------------------------------------------------------
+
+
+class Broker(abc.ABC):
+    """A connection to one broker login (one Kite api key, one XTS user, one simulated exchange).
+
+    A login may serve several broker-side accounts (an XTS dealer serves many ``clientID``\\ s), so
+    every account-scoped call names the ``broker_account`` it is for; :meth:`accounts` lists them.
+
+    Required: :meth:`connect`, :meth:`close`, :meth:`place_order`, :meth:`modify_order`,
+    :meth:`cancel_order`, :meth:`orders`, :meth:`trades`, :meth:`positions`,
+    :meth:`instruments`, :meth:`subscribe`, :meth:`unsubscribe`, :meth:`events`.
+
+    Optional: :meth:`accounts` (default: the one account named ``"default"``), :meth:`holdings`
+    (default: none), :meth:`quotes` (default: raises :class:`NotFound`).
+
+    Two-step logins (Kite's browser redirect) happen outside the host, through the plugin's CLI
+    command; :meth:`connect` then uses the stored token and raises :class:`hft.AuthError` with a
+    message telling the user what to run when it is missing or expired. The host marks such a
+    broker not ready and keeps running.
+
+    Ordering: :meth:`place_order` returns once the broker has accepted the request and given an
+    id; the order's later life (open, fills, cancel) arrives as :class:`OrderUpdate` and
+    :class:`Fill` events, in the order the broker produced them.
+    """
+
+    #: The configured instance name (``[brokers.<name>]``), set by the factory.
+    name: str = ""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Log in (or load the stored session), open streams; raise AuthError/NetworkError."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close streams and sessions; idempotent. The event stream ends after it."""
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def accounts(self) -> Sequence[str]:
+        """The broker-side account codes this login may trade (known after :meth:`connect`)."""
+        return ("default",)
+
+    # Orders -----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def place_order(
+        self, broker_account: str, instrument: Instrument, request: OrderRequest
+    ) -> str:
+        """Send a new order; return the broker's order id. Raise BrokerRejected on refusal."""
+
+    @abc.abstractmethod
+    async def modify_order(
+        self,
+        broker_account: str,
+        broker_order_id: str,
+        instrument: Instrument,
+        request: ModifyRequest,
+    ) -> None:
+        """Ask the broker to change a live order; the outcome arrives as an OrderUpdate."""
+
+    @abc.abstractmethod
+    async def cancel_order(self, broker_account: str, broker_order_id: str) -> None:
+        """Ask the broker to cancel a live order; the outcome arrives as an OrderUpdate."""
+
+    # Books and portfolio ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def orders(self, broker_account: str) -> list[OrderUpdate]:
+        """Today's order book: the latest state of every order (used for reconciliation)."""
+
+    @abc.abstractmethod
+    async def trades(self, broker_account: str) -> list[Fill]:
+        """Today's fills."""
+
+    @abc.abstractmethod
+    async def positions(self, broker_account: str) -> list[Position]:
+        """Net positions as the broker reports them."""
+
+    async def holdings(self, broker_account: str) -> list[Holding]:
+        """Delivery holdings; brokers without them return none."""
+        return []
+
+    # Market data ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def instruments(self) -> list[Instrument]:
+        """The instrument master (a plugin may cache it per day)."""
+
+    async def quotes(self, instruments: Sequence[Instrument]) -> dict[str, Tick]:
+        """A full-mode snapshot per instrument key; absent keys had no data."""
+        raise NotFound(f"broker {self.name!r} does not serve quotes")
+
+    @abc.abstractmethod
+    async def subscribe(self, instruments: Sequence[Instrument], mode: StreamMode) -> None:
+        """Start (or change the mode of) streaming for ``instruments``; survives reconnects."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, instruments: Sequence[Instrument]) -> None:
+        """Stop streaming ``instruments``."""
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[BrokerEvent]:
+        """The one stream of ticks, order updates, fills and connection changes.
+
+        It has a single consumer (the host) and ends when the broker is closed.
+        """
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalisers
+# ----------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Normaliser(Protocol):
+    """Turns one raw broker payload (bytes or text) into domain events.
+
+    Required: :meth:`normalise`. Built by a factory that receives the instruments it may meet,
+    so it can build its own token lookup once. Raises :class:`hft.ValidationError` on a payload
+    it cannot parse; never returns partial garbage.
+    """
+
+    def normalise(self, payload: bytes | str) -> list[BrokerEvent]: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Risk rules
+# ----------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RiskContext:
+    """What a risk rule may look at besides the order itself; built once per order by the OMS."""
+
+    account: Account
+    user: User
+    instrument: Instrument
+    position: Position | None
+    open_orders: int
+    last_price: int | None
+    now: dt.datetime
+
+
+@attrs.frozen
+class RiskRejection:
+    """Why a rule refused an order: a stable ``code`` and a ``reason`` a person understands."""
+
+    code: str
+    reason: str
+
+
+@runtime_checkable
+class RiskRule(Protocol):
+    """One pre-trade check. Required: ``code`` and :meth:`check`.
+
+    ``check`` must be fast and must not block: it runs for every order, in the order path.
+    It returns ``None`` to let the order through or a :class:`RiskRejection`.
+    """
+
+    code: str
+
+    def check(self, request: OrderRequest, context: RiskContext) -> RiskRejection | None: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Storage
+# ----------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class OrderEvent:
+    """One entry of the append-only order journal: the order as it was after this event."""
+
+    seq: int  # assigned by storage, increasing
+    order: Order
+    kind: str  # "created", "status", "fill", "modified"
+    at: dt.datetime
+
+
+class Storage(abc.ABC):
+    """A durable store. Required: every abstract method.
+
+    Writes return once the data is durable. ``append_order_events`` is the journal: it assigns
+    ``seq`` and is the write an order waits on before it reaches a broker.
+    """
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and disconnect; idempotent."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise NetworkError when the store cannot be reached (readiness probes use this)."""
+
+    @abc.abstractmethod
+    async def append_order_events(self, events: Sequence[tuple[Order, str]]) -> list[int]:
+        """Journal ``(order, kind)`` pairs durably, in order; return their sequence numbers."""
+
+    @abc.abstractmethod
+    async def order_events(self, after_seq: int = 0, limit: int = 1000) -> list[OrderEvent]:
+        """Journal entries with ``seq > after_seq``, oldest first."""
+
+    @abc.abstractmethod
+    async def load_orders(self, *, open_only: bool = False) -> list[Order]:
+        """Every order at its latest journalled state (or only the non-terminal ones)."""
+
+    @abc.abstractmethod
+    async def save_fills(self, fills: Sequence[Fill]) -> None:
+        """Record fills; a fill whose ``fill_id`` is already stored for its broker is ignored."""
+
+    @abc.abstractmethod
+    async def load_fills(self, account: str | None = None) -> list[Fill]: ...
+
+    @abc.abstractmethod
+    async def save_positions(self, positions: Sequence[Position]) -> None: ...
+
+    @abc.abstractmethod
+    async def load_positions(self, account: str | None = None) -> list[Position]: ...
+
+    @abc.abstractmethod
+    async def save_instruments(self, instruments: Sequence[Instrument]) -> None: ...
+
+    @abc.abstractmethod
+    async def load_instruments(self) -> list[Instrument]: ...
+
+    @abc.abstractmethod
+    async def save_account(self, account: Account) -> None: ...
+
+    @abc.abstractmethod
+    async def load_accounts(self) -> list[Account]: ...
+
+    @abc.abstractmethod
+    async def save_user(self, user: User, password_hash: str | None = None) -> None:
+        """Insert or update a user; ``password_hash`` ``None`` keeps the stored hash."""
+
+    @abc.abstractmethod
+    async def load_users(self) -> list[User]: ...
+
+    @abc.abstractmethod
+    async def password_hash(self, username: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def put_state(self, namespace: str, key: str, value: bytes) -> None:
+        """Plugin-owned state (a sim account's cash, a token cache): opaque bytes by key."""
+
+    @abc.abstractmethod
+    async def get_state(self, namespace: str, key: str) -> bytes | None: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Transports
+# ----------------------------------------------------------------------------------------------
+
+
+class Transport(abc.ABC):
+    """A server the host runs for clients (HTTP, WebSocket, gRPC). Required: :meth:`serve`."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    async def serve(self, services: Services, task_status: TaskStatus) -> None:
+        """Bind, call ``task_status.started(address)``, then serve until cancelled.
+
+        On cancellation, stop accepting, drain in-flight requests briefly, and return.
+        """
+
+
+class TaskStatus(Protocol):
+    """anyio's ``task_status`` argument, as far as a transport needs it."""
+
+    def started(self, value: object = None) -> None: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Matching engines
+# ----------------------------------------------------------------------------------------------
+
+
+class EngineEvent(Protocol):
+    """An outcome of a matching-engine call; see :class:`MatchingEngine`."""
+
+    @property
+    def kind(self) -> int: ...
+
+    @property
+    def order_id(self) -> int: ...
+
+
+class MatchingEngine(Protocol):
+    """A price-time priority order book for one instrument (prices in ticks, integer quantities).
+
+    Every call appends its outcomes to an event buffer that :meth:`take_events` drains. The
+    precise semantics and event fields are those of the registered engine (``hft-ext``'s are
+    documented in ``docs/matching.md``).
+    """
+
+    def submit(
+        self,
+        order_id: int,
+        owner: int,
+        side: int,
+        price: int,
+        quantity: int,
+        order_type: int,
+        time_in_force: int,
+        stop_price: int,
+        post_only: bool,
+    ) -> None: ...
+
+    def cancel(self, order_id: int) -> bool: ...
+
+    def modify(self, order_id: int, price: int, quantity: int) -> bool: ...
+
+    def take_events(self) -> Sequence[EngineEvent]: ...
+
+    def best_bid(self) -> int: ...
+
+    def best_ask(self) -> int: ...
+
+    def last_trade_price(self) -> int: ...

@@ -1,0 +1,101 @@
+"""Every developer task: ``nox -l`` lists them. ``nox -s tests`` is what CI runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+PLUGINS = sorted(p for p in (ROOT / "plugins").glob("hft-*") if (p / "pyproject.toml").is_file())
+TEST_PLUGINS = sorted(
+    p for p in (ROOT / "tests" / "plugins").glob("*") if (p / "pyproject.toml").is_file()
+)
+EXT = ROOT / "hft_ext"
+HAS_EXT = (EXT / "pyproject.toml").is_file()
+
+
+def install_project(session: nox.Session, *, compiled_ext: bool = True) -> None:
+    """The core (editable, with test extras), hft-ext, and every plugin in ``plugins/``."""
+    session.install("-e", ".[test]")
+    if HAS_EXT:
+        # Not editable: the mypyc build only happens when the wheel is built.
+        env = {} if compiled_ext else {"HFT_EXT_PURE": "1"}
+        session.install("--reinstall-package", "hft-ext", str(EXT), env=env)
+    for plugin in PLUGINS:
+        session.install("-e", f"{plugin}[test]" if _has_test_extra(plugin) else str(plugin))
+
+
+def _has_test_extra(plugin: Path) -> bool:
+    return "test = [" in (plugin / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def _test_paths() -> list[str]:
+    paths = ["tests"]
+    if (EXT / "tests").is_dir():
+        paths.append("hft_ext/tests")
+    paths += [str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()]
+    return paths
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (core, hft-ext compiled and interpreted, every plugin)."""
+    install_project(session)
+    for plugin in TEST_PLUGINS:
+        session.install(str(plugin))  # real distributions, so that discovery is tested for real
+    session.run("pytest", *_test_paths(), *session.posargs, env={"HFT_TEST_PLUGINS_INSTALLED": "1"})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """Check types with mypy --strict (the core and hft-ext)."""
+    install_project(session, compiled_ext=False)
+    session.install("mypy>=1.11")
+    session.run("mypy", "core/hft")
+    if HAS_EXT:
+        session.run("mypy", "--strict", "hft_ext/src/hft_ext")
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Run ``hft serve`` on the embedded default (or the config in $HFT_CONFIG / ./hft.toml)."""
+    install_project(session)
+    session.run("hft", "plugins", "list")
+    session.run(
+        "hft",
+        "serve",
+        *session.posargs,
+        env={k: v for k, v in os.environ.items() if k.startswith("HFT_")},
+    )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and write their figures into docs/benchmarks.md."""
+    install_project(session)
+    bench_script = EXT / "bench" / "run_bench.py"
+    if bench_script.is_file():
+        session.install("nautilus-trader")
+        session.run("python", str(bench_script), *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Check the docs: every hook documented, every relative link and referenced file present."""
+    install_project(session)
+    session.run("pytest", "tests/test_docs.py", *session.posargs)

@@ -1,0 +1,3 @@
+"""Fails on import, as a plugin with a missing dependency would."""
+
+raise RuntimeError("hft-broken fails on import on purpose")

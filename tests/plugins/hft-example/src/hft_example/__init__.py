@@ -1,0 +1,1 @@
+"""A plugin used by hft's discovery tests."""
