@@ -177,3 +177,47 @@ def test_risk_rules_run_in_file_order_then_registration_order() -> None:
     assert config.risk["second"].settings == Limit(max_quantity=5)
     with pytest.raises(ConfigError, match=r"risk.ghost: no risk rule named 'ghost'"):
         resolve_config(config_from_mapping({"risk": {"ghost": {}}}), plugins)
+
+
+def test_accounts_override_risk_values_key_by_key() -> None:
+    @attrs.frozen
+    class Limits:
+        max_quantity: int = 100
+        max_value: int = 10**9
+
+    def hft_register_risk_rules(register: Any) -> None:
+        register("limits", lambda config: None, config=Limits, enabled_by_default=True)
+
+    tree: dict[str, Any] = {
+        "brokers": {"b": {"plugin": "kite", "api_key": "k"}},
+        "risk": {"limits": {"max_quantity": 50}},
+        "accounts": {
+            "small": {"broker": "b", "risk": {"limits": {"max_value": 7}}},
+            "plain": {"broker": "b"},
+        },
+    }
+
+    def hft_register_brokers(register: Any) -> None:
+        register("kite", lambda config, context: None, config=KiteLikeConfig)
+
+    plugins = PluginHost.from_modules(
+        {
+            "r": types.SimpleNamespace(
+                hft_register_risk_rules=hft.hookimpl(hft_register_risk_rules)
+            ),
+            "k": types.SimpleNamespace(hft_register_brokers=hft.hookimpl(hft_register_brokers)),
+        }
+    )
+    config = resolve_config(config_from_mapping(tree), plugins)
+    assert config.risk["limits"].settings == Limits(max_quantity=50)
+    assert config.accounts["small"].risk["limits"].settings == Limits(max_quantity=50, max_value=7)
+    assert config.accounts["plain"].risk == {}
+    tree["accounts"]["small"]["risk"] = {"limits": {"max_value": "lots"}, "nope": {}}
+    with pytest.raises(ConfigError) as info:
+        resolve_config(config_from_mapping(tree), plugins)
+    lines = info.value.message.splitlines()
+    assert "accounts.small.risk.nope: no risk rule named 'nope'" in lines
+    assert any(
+        line.startswith("accounts.small.risk.limits.max_value: expected an integer")
+        for line in lines
+    )

@@ -38,6 +38,7 @@ __all__ = [
     "CoreConfig",
     "HostSection",
     "LoggingSection",
+    "OmsSection",
     "RiskRuleSection",
     "StorageSection",
     "TransportSection",
@@ -88,6 +89,18 @@ class AccountSection:
     broker_account: str = "default"
     environment: Environment = Environment.LIVE
     name: str = ""
+    #: ``[accounts.<id>.risk.<rule>]``: per-account values merged over ``[risk.<rule>]``.
+    risk: Mapping[str, RiskRuleSection] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class OmsSection:
+    """``[oms]``: order management."""
+
+    #: Split an order above the instrument's freeze quantity into child orders (else reject it).
+    slice_freeze_quantity: bool = False
+    #: How long ``place_order`` may take before the outcome is treated as unknown and reconciled.
+    broker_timeout_s: float = 10.0
 
 
 @attrs.frozen
@@ -133,10 +146,11 @@ class Config:
     accounts: Mapping[str, AccountSection]
     transports: Mapping[str, TransportSection]
     risk: Mapping[str, RiskRuleSection]
+    oms: OmsSection = OmsSection()
 
 
 _TOP_LEVEL: Final = frozenset(
-    {"host", "logging", "storage", "brokers", "accounts", "transports", "risk"}
+    {"host", "logging", "storage", "brokers", "accounts", "transports", "risk", "oms"}
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -382,6 +396,13 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
         if environment is not None:
             brokers[instance] = BrokerSection(plugin_name, environment, settings)
 
+    risk_tables = _tables(tree, "risk")
+    for name in risk_tables:
+        if name not in plugins.risk_rules:
+            known = ", ".join(plugins.risk_rules.names()) or "none installed"
+            errors.append(f"risk.{name}: no risk rule named {name!r} (known: {known})")
+    risk = _resolve_risk(errors, risk_tables, {}, plugins, "risk")
+
     accounts: dict[str, AccountSection] = {}
     account_tables = _tables(tree, "accounts")
     if not account_tables:
@@ -391,12 +412,20 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
         }
     for account_id, data in account_tables.items():
         path = f"accounts.{account_id}"
-        section = _collect(errors, structure_section, data, AccountSection, path)
+        overrides, own = _split(data, ("risk",))
+        section = _collect(errors, structure_section, own, AccountSection, path)
         if section is None:
             continue
         if section.broker not in brokers and section.broker not in broker_tables:
             errors.append(f"{path}.broker: no broker instance named {section.broker!r}")
             continue
+        account_risk = _tables(overrides, "risk") if overrides else {}
+        for name in account_risk:
+            if name not in plugins.risk_rules:
+                errors.append(f"{path}.risk.{name}: no risk rule named {name!r}")
+        if account_risk:
+            merged = _resolve_risk(errors, risk_tables, account_risk, plugins, f"{path}.risk")
+            section = attrs.evolve(section, risk=merged)
         accounts[account_id] = section
 
     transports: dict[str, TransportSection] = {}
@@ -414,27 +443,7 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
         settings = _collect(errors, _plugin_settings, rest, registration, path)
         transports[registration.name] = TransportSection(bool(enabled), settings)
 
-    risk: dict[str, RiskRuleSection] = {}
-    risk_tables = _tables(tree, "risk")
-    for name in risk_tables:
-        if name not in plugins.risk_rules:
-            known = ", ".join(plugins.risk_rules.names()) or "none installed"
-            errors.append(f"risk.{name}: no risk rule named {name!r} (known: {known})")
-    # Configured rules run in file order, then the remaining registered ones.
-    ordered = [n for n in risk_tables if n in plugins.risk_rules]
-    ordered += [n for n in plugins.risk_rules.names() if n not in risk_tables]
-    for name in ordered:
-        rule = plugins.risk_rules.get(name)
-        own, rest = _split(risk_tables.get(name, {}), ("enabled",))
-        path = f"risk.{name}"
-        enabled = _collect(
-            errors,
-            _structure_path_bool,
-            own.get("enabled", rule.enabled_by_default),
-            f"{path}.enabled",
-        )
-        settings = _collect(errors, _plugin_settings, rest, rule, path)
-        risk[name] = RiskRuleSection(bool(enabled), settings)
+    oms = _collect(errors, structure_section, tree.get("oms", {}), OmsSection, "oms")
 
     if errors:
         raise ConfigError("\n".join(errors))
@@ -447,7 +456,38 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
         accounts=accounts,
         transports=transports,
         risk=risk,
+        oms=oms,
     )
+
+
+def _resolve_risk(
+    errors: list[str],
+    tables: Mapping[str, Mapping[str, Any]],
+    overrides: Mapping[str, Mapping[str, Any]],
+    plugins: PluginHost,
+    path_prefix: str,
+) -> dict[str, RiskRuleSection]:
+    """The rule chain: configured rules in file order, then the other registered ones.
+
+    ``overrides`` (an account's own ``risk`` tables) are merged key by key over ``tables``.
+    """
+    ordered = [n for n in tables if n in plugins.risk_rules]
+    ordered += [n for n in plugins.risk_rules.names() if n not in tables]
+    chain: dict[str, RiskRuleSection] = {}
+    for name in ordered:
+        rule = plugins.risk_rules.get(name)
+        data = {**tables.get(name, {}), **overrides.get(name, {})}
+        own, rest = _split(data, ("enabled",))
+        path = f"{path_prefix}.{name}"
+        enabled = _collect(
+            errors,
+            _structure_path_bool,
+            own.get("enabled", rule.enabled_by_default),
+            f"{path}.enabled",
+        )
+        settings = _collect(errors, _plugin_settings, rest, rule, path)
+        chain[name] = RiskRuleSection(bool(enabled), settings)
+    return chain
 
 
 def _structure_environment(value: object, path: str) -> Environment:

@@ -201,15 +201,27 @@ class Normaliser(Protocol):
 
 @attrs.frozen
 class RiskContext:
-    """What a risk rule may look at besides the order itself; built once per order by the OMS."""
+    """What a risk rule may look at besides the order itself; built once per order by the OMS.
+
+    Quantities are signed like positions (buys positive). ``pending_buy_quantity`` and
+    ``pending_sell_quantity`` are the unfilled quantities of the account's live orders in this
+    instrument, so limits can count what could still fill. ``day_pnl`` is the account's realised
+    plus mark-to-market PnL today, in price units. ``monotonic_s`` is a monotonic clock reading
+    for rate rules.
+    """
 
     account: Account
     user: User
     instrument: Instrument
     position: Position | None
+    positions: Sequence[Position]
     open_orders: int
+    pending_buy_quantity: int
+    pending_sell_quantity: int
     last_price: int | None
+    day_pnl: int
     now: dt.datetime
+    monotonic_s: float
 
 
 @attrs.frozen
@@ -313,6 +325,14 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def password_hash(self, username: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def append_audit(self, kind: str, payload: dict[str, object]) -> None:
+        """Record an audit entry (a reconciliation report, a kill-switch change), JSON-ready."""
+
+    @abc.abstractmethod
+    async def audit_entries(self, kind: str, limit: int = 100) -> list[dict[str, object]]:
+        """The newest ``limit`` entries of ``kind``, newest first, each with ``at`` added."""
 
     @abc.abstractmethod
     async def put_state(self, namespace: str, key: str, value: bytes) -> None:

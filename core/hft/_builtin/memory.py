@@ -7,6 +7,7 @@ mutate what is stored.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -35,6 +36,7 @@ class MemoryStorage(Storage):
         self._accounts: dict[str, Account] = {}
         self._users: dict[str, tuple[User, str | None]] = {}
         self._state: dict[tuple[str, str], bytes] = {}
+        self._audit: list[tuple[str, dict[str, object]]] = []
 
     async def open(self) -> None:
         pass
@@ -98,6 +100,13 @@ class MemoryStorage(Storage):
     async def password_hash(self, username: str) -> str | None:
         entry = self._users.get(username)
         return entry[1] if entry else None
+
+    async def append_audit(self, kind: str, payload: dict[str, object]) -> None:
+        entry = json.loads(json.dumps({**payload, "at": utcnow().isoformat()}))
+        self._audit.append((kind, entry))
+
+    async def audit_entries(self, kind: str, limit: int = 100) -> list[dict[str, object]]:
+        return [entry for k, entry in reversed(self._audit) if k == kind][:limit]
 
     async def put_state(self, namespace: str, key: str, value: bytes) -> None:
         self._state[(namespace, key)] = bytes(value)
