@@ -32,7 +32,11 @@ ENTRY_POINT_GROUP: Final = "hft.plugins"
 PLUGINS_ENV: Final = "HFT_PLUGINS"
 
 #: The core's own plugins: (name, module path). Registered before anything installed.
-BUILTINS: Final = (("memory", "hft._builtin.memory"),)
+BUILTINS: Final = (
+    ("memory", "hft._builtin.memory"),
+    ("sql", "hft._builtin.sql"),
+    ("risk", "hft._builtin.risk"),
+)
 
 log = structlog.get_logger("hft.plugins")
 
