@@ -136,7 +136,7 @@ def test_no_config_at_all_is_a_working_embedded_default(tmp_path: Path) -> None:
     core = read_config(None, {})  # the tests run where there is no ./hft.toml
     config = resolve_config(core, _plugins())
     assert config.source is None
-    assert config.storage.url == "memory://"  # no SQL backend is installed in this host
+    assert config.storage.url == "sqlite:///hft.db"  # the built-in SQL backend, in data_dir
     assert config.transports["http"].enabled
     assert config.transports["http"].settings == HttpLikeConfig()
     assert config.brokers == {}
@@ -166,7 +166,8 @@ def test_risk_rules_run_in_file_order_then_registration_order() -> None:
         register("third", lambda config: None)
 
     plugins = PluginHost.from_modules(
-        {"r": types.SimpleNamespace(hft_register_risk_rules=hft.hookimpl(hft_register_risk_rules))}
+        {"r": types.SimpleNamespace(hft_register_risk_rules=hft.hookimpl(hft_register_risk_rules))},
+        builtins=False,
     )
     config = resolve_config(
         config_from_mapping({"risk": {"third": {"enabled": True}, "second": {"max_quantity": 5}}}),

@@ -115,7 +115,8 @@ class EchoTransport(Transport):
             async with stream:
                 await stream.send(self.config.greeting.encode())
 
-        await listener.serve(greet)
+        async with listener:
+            await listener.serve(greet)
 
 
 def make_plugin(brokers: dict[str, ScriptedBroker], calls: list[str]) -> types.SimpleNamespace:
@@ -186,7 +187,7 @@ async def test_a_broker_that_is_down_is_retried_with_backoff_until_ready() -> No
     broker = ScriptedBroker([NetworkError("refused"), NetworkError("refused")])
     host = make_host({"p": make_plugin({"b": broker}, [])}, config("b"))
     async with host.running() as services:
-        assert services.readiness()["broker:b"] == "connecting"
+        assert services.readiness()["broker:b"] == "refused"
         await anyio.sleep(30)  # virtual time: two backoff delays pass
         assert broker.connect_calls == 3
         assert services.readiness() == {"storage": None, "broker:b": None}
@@ -203,7 +204,9 @@ async def test_broker_events_reach_listeners_and_connection_state_drives_readine
         await broker.send.send(tick)
         await broker.send.send(ConnectionEvent("b", ConnectionState.RECONNECTING, "socket closed"))
         await anyio.sleep(0.01)
-        assert services.latest_ticks["NSE:INFY"] == tick
+        latest = services.hub.latest("NSE:INFY")
+        assert latest is not None
+        assert (latest.last_price, latest.seq) == (150005, 1)
         assert services.readiness()["broker:b"] == "socket closed"
         await broker.send.send(ConnectionEvent("b", ConnectionState.RESYNCED))
         await anyio.sleep(0.01)
@@ -231,7 +234,7 @@ async def test_configured_accounts_are_stored() -> None:
 async def test_an_unknown_storage_scheme_fails_start_up_clearly() -> None:
     host = make_host({}, {"storage": {"url": "mongodb://x"}})
     with pytest.raises(
-        PluginError, match="no storage backend for scheme 'mongodb' \\(known: memory\\)"
+        PluginError, match="no storage backend for scheme 'mongodb' \\(known: memory, sqlite"
     ):
         async with host.running():
             pass

@@ -188,16 +188,45 @@ def test_converter_round_trips_orders_as_json_ready_dicts() -> None:
     assert converter.structure(data, Order) == order
 
 
-def test_position_pnl_is_exact() -> None:
-    long = Position(
-        "a", INFY.key, quantity=3, buy_quantity=3, buy_value=3 * 100005, last_price=100105
-    )
-    assert long.average_price == Decimal(100005)
-    assert long.unrealised_pnl == Decimal(300)
-    short = Position(
-        "a", INFY.key, quantity=-2, sell_quantity=2, sell_value=200000, last_price=99000
-    )
-    assert short.unrealised_pnl == Decimal(2000)
+def test_position_average_cost_accounting() -> None:
+    position = Position("a", INFY.key)
+    position.apply_fill(Side.BUY, 3, 100000)
+    position.apply_fill(Side.BUY, 1, 100400)
+    assert position.average_price == Decimal(100100)
+    position.last_price = 100300
+    assert position.unrealised_pnl == Decimal(800)
+    position.apply_fill(Side.SELL, 2, 100200)  # closes 2 at +100 each
+    assert position.realised_pnl == Decimal(200)
+    assert position.quantity == 2
+    assert position.average_price == Decimal(100100)
+    position.apply_fill(Side.SELL, 5, 99900)  # closes 2 at -200 each, opens 3 short at 99900
+    assert position.realised_pnl == Decimal(-200)
+    assert position.quantity == -3
+    assert position.average_price == Decimal(99900)
+    position.last_price = 99800
+    assert position.unrealised_pnl == Decimal(300)
+    assert (position.buy_quantity, position.sell_quantity) == (4, 7)
+
+
+@given(
+    fills=st.lists(
+        st.tuples(st.sampled_from(Side), st.integers(1, 50), st.integers(9_000, 11_000)),
+        min_size=1,
+        max_size=40,
+    ),
+    mark=st.integers(9_000, 11_000),
+)
+def test_position_pnl_matches_cash_flow_identity(
+    fills: list[tuple[Side, int, int]], mark: int
+) -> None:
+    position = Position("a", INFY.key, last_price=mark)
+    for side, quantity, price in fills:
+        position.apply_fill(side, quantity, price)
+    # Whatever the path: total PnL = cash received - cash paid + what is held, marked. The
+    # average price is a 28-digit decimal, so only a rounding residue far below a paisa remains.
+    cash = position.sell_value - position.buy_value
+    assert position.quantity == position.buy_quantity - position.sell_quantity
+    assert abs(position.total_pnl - (cash + position.quantity * mark)) < Decimal("1e-12")
 
 
 def test_sim_users_never_reach_live_accounts() -> None:

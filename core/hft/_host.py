@@ -1,9 +1,14 @@
 """The host behind ``hft serve``: storage, brokers, services and transports in one task group.
 
-Start-up order: open storage → build brokers (connecting in the background, so a broker that is
-down or needs a fresh login is reported "not ready" without stopping the host) → start every
-enabled transport → ``hft_startup`` hooks. Shutdown runs the other way round: transports stop
-accepting, ``hft_shutdown`` hooks run, brokers close, storage flushes and closes.
+Start-up order: open storage → recover orders, fills and positions → build brokers (connecting in
+the background, so a broker that is down or needs a fresh login is reported "not ready" without
+stopping the host; once connected its instruments are loaded and its orders reconciled) → start
+every enabled transport → ``hft_startup`` hooks. Shutdown runs the other way round: transports
+stop accepting, ``hft_shutdown`` hooks run, brokers close, the journal flushes, storage closes.
+
+Broker events are pumped one broker at a time into the market-data hub (ticks, connection
+changes) and the OMS (order updates, fills); a ``RESYNCED`` connection event triggers
+reconciliation.
 """
 
 from __future__ import annotations
@@ -16,15 +21,29 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
 import structlog
 
 from hft._config import BrokerSection, Config
 from hft._errors import AuthError, HftError, PluginError
+from hft._hub import MarketDataHub
+from hft._oms import OrderManager
 from hft._plugins import PluginContext, PluginHost
+from hft._portfolio import Portfolio
 from hft._resilience import Backoff
+from hft._risk import RiskEngine
 from hft.contracts import Broker, BrokerEvent, MatchingEngine, Normaliser, Storage, Transport
-from hft.model import Account, ConnectionEvent, ConnectionState, Instrument, Tick
+from hft.model import (
+    Account,
+    ConnectionEvent,
+    ConnectionState,
+    Fill,
+    Instrument,
+    OrderUpdate,
+    StreamMode,
+    Tick,
+)
 
 __all__ = ["BrokerHandle", "Host", "Services", "open_storage"]
 
@@ -41,6 +60,8 @@ class BrokerHandle:
     ready: bool = False
     error: str | None = None
     events_seen: int = 0
+    instruments: dict[str, Instrument] = attrs.field(factory=dict)
+    subscribed: dict[str, StreamMode] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -53,8 +74,11 @@ class Services:
     brokers: dict[str, BrokerHandle]
     accounts: dict[str, Account]
     data_dir: Path
+    hub: MarketDataHub
+    portfolio: Portfolio
+    risk: RiskEngine
+    oms: OrderManager
     transports: dict[str, str] = attrs.field(factory=dict)  # name → bound address
-    latest_ticks: dict[str, Tick] = attrs.field(factory=dict)
     _listeners: list[Callable[[str, BrokerEvent], None]] = attrs.field(factory=list)
 
     def matching_engine(self, name: str = "ext", **options: Any) -> MatchingEngine:
@@ -63,6 +87,11 @@ class Services:
 
     def normaliser(self, name: str, instruments: list[Instrument]) -> Normaliser:
         return self.plugins.normalisers.get(name).factory(instruments)
+
+    def instrument(self, broker: str, key: str) -> Instrument | None:
+        """``key`` (``NSE:INFY``) as ``broker`` lists it, once that broker has connected."""
+        handle = self.brokers.get(broker)
+        return handle.instruments.get(key) if handle else None
 
     def add_listener(self, listener: Callable[[str, BrokerEvent], None]) -> None:
         """Call ``listener(broker_name, event)`` for every broker event (keep it quick)."""
@@ -76,8 +105,13 @@ class Services:
         return status
 
     def dispatch(self, broker: str, event: BrokerEvent) -> None:
+        """Route one broker event to the hub or the OMS, then to listeners."""
         if isinstance(event, Tick):
-            self.latest_ticks[event.instrument] = event
+            self.hub.publish(event)
+        elif isinstance(event, OrderUpdate | Fill):
+            self.oms.on_broker_event(broker, event)
+        elif isinstance(event, ConnectionEvent):
+            self.hub.publish_connection(event)
         for listener in self._listeners:
             listener(broker, event)
 
@@ -99,6 +133,7 @@ class Host:
         self.plugins = plugins
         self.services: Services | None = None
         self._stop = anyio.Event()
+        self._tasks: anyio.abc.TaskGroup | None = None
 
     def stop(self) -> None:
         """Begin a clean shutdown (what SIGINT/SIGTERM do)."""
@@ -149,59 +184,108 @@ class Host:
         storage = open_storage(config.storage.url, self.plugins)
         await storage.open()
         try:
-            services = Services(
-                config=config,
-                plugins=self.plugins,
-                storage=storage,
-                brokers={},
-                accounts=await self._accounts(storage),
-                data_dir=data_dir,
-            )
+            services = await self._build_services(storage)
             self.services = services
-            for name, section in config.brokers.items():
-                factory = self.plugins.brokers.get(section.plugin).factory
-                broker = factory(section.settings, PluginContext(name, data_dir, storage))
-                broker.name = name
-                services.brokers[name] = BrokerHandle(name, broker, section)
-
             async with anyio.create_task_group() as root:
+                self._tasks = root
+                root.start_soon(services.oms.run)
                 for handle in services.brokers.values():
                     root.start_soon(self._run_broker, services, handle)
-                async with anyio.create_task_group() as transports:
-                    for name, transport_section in config.transports.items():
-                        if transport_section.enabled:
-                            transport = self.plugins.transports.get(name).factory(
-                                transport_section.settings, PluginContext(name, data_dir, storage)
-                            )
-                            transport.name = name
-                            address = await transports.start(
-                                self._run_transport, transport, services
-                            )
-                            services.transports[name] = str(address)
-                    await self._call_lifecycle("hft_startup", services)
-                    log.info(
-                        "host.started",
-                        storage=_redact_url(config.storage.url),
-                        brokers=sorted(services.brokers),
-                        transports=services.transports,
-                        plugins=sorted(n for n, p in self.plugins.plugins.items() if not p.error),
-                    )
-                    try:
-                        yield services
-                    finally:
-                        log.info("host.stopping")
-                        transports.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    with anyio.move_on_after(config.host.shutdown_timeout_s):
-                        await self._call_lifecycle("hft_shutdown", services)
-                    for handle in services.brokers.values():
-                        with anyio.move_on_after(config.host.shutdown_timeout_s):
-                            await handle.broker.close()
-                root.cancel_scope.cancel()
+                started = False
+                try:
+                    async with anyio.create_task_group() as transports:
+                        await self._start_transports(services, transports)
+                        await self._call_lifecycle("hft_startup", services)
+                        started = True
+                        log.info(
+                            "host.started",
+                            storage=_redact_url(config.storage.url),
+                            brokers=sorted(services.brokers),
+                            accounts=sorted(services.accounts),
+                            transports=services.transports,
+                            plugins=sorted(
+                                n for n, p in self.plugins.plugins.items() if not p.error
+                            ),
+                        )
+                        try:
+                            yield services
+                        finally:
+                            log.info("host.stopping")
+                            transports.cancel_scope.cancel()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._shut_down(services, started=started)
+                    root.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await storage.close()
             log.info("host.stopped")
+
+    async def _shut_down(self, services: Services, *, started: bool) -> None:
+        """Everything after transports stop: hooks, brokers, the journal. Each step is bounded."""
+        timeout = self.config.host.shutdown_timeout_s
+        if started:
+            with anyio.move_on_after(timeout):
+                await self._call_lifecycle("hft_shutdown", services)
+        for handle in services.brokers.values():
+            with anyio.move_on_after(timeout):
+                await handle.broker.close()
+        with anyio.move_on_after(timeout):
+            await services.oms.flush()
+
+    async def _build_services(self, storage: Storage) -> Services:
+        config = self.config
+        hub = MarketDataHub()
+        portfolio = Portfolio(hub.last_price)
+        risk = RiskEngine.from_config(config, self.plugins)
+        await risk.load(storage)
+        brokers: dict[str, BrokerHandle] = {}
+        for name, section in config.brokers.items():
+            factory = self.plugins.brokers.get(section.plugin).factory
+            broker = factory(section.settings, PluginContext(name, config.host.data_dir, storage))
+            broker.name = name
+            brokers[name] = BrokerHandle(name, broker, section)
+        accounts = await self._accounts(storage)
+
+        def instrument(broker: str, key: str) -> Instrument | None:
+            handle = brokers.get(broker)
+            return handle.instruments.get(key) if handle else None
+
+        oms = OrderManager(
+            storage=storage,
+            accounts=accounts,
+            brokers={name: handle.broker for name, handle in brokers.items()},
+            instruments=instrument,
+            risk=risk,
+            portfolio=portfolio,
+            last_price=hub.last_price,
+            config=config.oms,
+        )
+        await oms.recover()
+        services = Services(
+            config=config,
+            plugins=self.plugins,
+            storage=storage,
+            brokers=brokers,
+            accounts=accounts,
+            data_dir=config.host.data_dir,
+            hub=hub,
+            portfolio=portfolio,
+            risk=risk,
+            oms=oms,
+        )
+        hub.on_demand = lambda added, removed: self._on_demand(services, added, removed)
+        return services
+
+    async def _start_transports(self, services: Services, transports: anyio.abc.TaskGroup) -> None:
+        for name, section in self.config.transports.items():
+            if not section.enabled:
+                continue
+            context = PluginContext(name, services.data_dir, services.storage)
+            transport = self.plugins.transports.get(name).factory(section.settings, context)
+            transport.name = name
+            address = await transports.start(self._run_transport, transport, services)
+            services.transports[name] = str(address)
 
     async def _accounts(self, storage: Storage) -> dict[str, Account]:
         accounts = {a.account_id: a for a in await storage.load_accounts()}
@@ -223,12 +307,16 @@ class Host:
     ) -> None:
         await transport.serve(services, task_status)
 
+    # Brokers ----------------------------------------------------------------------------------
+
     async def _run_broker(self, services: Services, handle: BrokerHandle) -> None:
-        """Connect (retrying network failures with backoff), then pump the broker's events."""
-        backoff = Backoff(initial_s=0.5, max_s=self.config.host.broker_retry_max_s)
+        """Connect (retrying network failures with backoff), load, reconcile, pump events."""
+        max_s = self.config.host.broker_retry_max_s
+        backoff = Backoff(initial_s=min(0.5, max_s), max_s=max_s)
         while True:
             try:
                 await handle.broker.connect()
+                instruments = await handle.broker.instruments()
             except AuthError as exc:
                 # A login problem needs a person (e.g. ``hft zerodha login``): retrying would only
                 # earn a lockout, so the broker stays not ready and the host keeps serving.
@@ -244,21 +332,83 @@ class Host:
                 await anyio.sleep(delay)
                 continue
             break
+        handle.instruments = {i.key: i for i in instruments}
+        await services.storage.save_instruments(instruments)
+        log.info(
+            "broker.connected",
+            broker=handle.name,
+            accounts=list(handle.broker.accounts()),
+            instruments=len(instruments),
+        )
+        await self._reconcile(services, handle.name)
         handle.ready, handle.error = True, None
-        log.info("broker.connected", broker=handle.name, accounts=list(handle.broker.accounts()))
+        await self._sync_subscriptions(services, handle)
         async for event in handle.broker.events():
             handle.events_seen += 1
             if isinstance(event, ConnectionEvent):
-                handle.ready = event.state in (ConnectionState.CONNECTED, ConnectionState.RESYNCED)
-                handle.error = None if handle.ready else (event.reason or str(event.state))
-                log.info(
-                    "broker.connection",
-                    broker=handle.name,
-                    state=str(event.state),
-                    reason=event.reason,
-                )
+                self._on_connection(services, handle, event)
             services.dispatch(handle.name, event)
         handle.ready = False
+
+    def _on_connection(
+        self, services: Services, handle: BrokerHandle, event: ConnectionEvent
+    ) -> None:
+        log.info(
+            "broker.connection", broker=handle.name, state=str(event.state), reason=event.reason
+        )
+        if event.state is ConnectionState.RESYNCED:
+            # Ready again only once the books agree: reconcile first.
+            handle.error = "reconciling"
+            assert self._tasks is not None
+            self._tasks.start_soon(self._resynced, services, handle)
+        else:
+            handle.ready = event.state is ConnectionState.CONNECTED
+            handle.error = None if handle.ready else (event.reason or str(event.state))
+
+    async def _resynced(self, services: Services, handle: BrokerHandle) -> None:
+        await self._reconcile(services, handle.name)
+        handle.ready, handle.error = True, None
+
+    async def _reconcile(self, services: Services, broker: str) -> None:
+        try:
+            await services.oms.reconcile(broker)
+        except HftError as exc:
+            log.error("oms.reconcile_failed", broker=broker, error=str(exc))
+
+    def _on_demand(
+        self, services: Services, added: dict[str, StreamMode], removed: set[str]
+    ) -> None:
+        if self._tasks is None:
+            return
+        for handle in services.brokers.values():
+            if handle.ready:
+                self._tasks.start_soon(self._sync_subscriptions, services, handle)
+
+    async def _sync_subscriptions(self, services: Services, handle: BrokerHandle) -> None:
+        """Make the broker stream what the hub's subscribers want of its instruments.
+
+        An instrument is streamed from the first connected broker (in config order) that lists
+        it, so the hub never interleaves two feeds of one instrument.
+        """
+        wanted: dict[StreamMode, list[Instrument]] = {}
+        keep: dict[str, StreamMode] = {}
+        for key, mode in services.hub.demand.items():
+            owner = next(
+                (h for h in services.brokers.values() if h.ready and key in h.instruments), None
+            )
+            if owner is handle:
+                keep[key] = mode
+                if handle.subscribed.get(key) != mode:
+                    wanted.setdefault(mode, []).append(handle.instruments[key])
+        dropped = [handle.instruments[k] for k in handle.subscribed if k not in keep]
+        handle.subscribed = keep
+        try:
+            for mode, instruments in wanted.items():
+                await handle.broker.subscribe(instruments, mode)
+            if dropped:
+                await handle.broker.unsubscribe(dropped)
+        except HftError as exc:
+            log.warning("broker.subscribe_failed", broker=handle.name, error=str(exc))
 
     async def _call_lifecycle(self, hook_name: str, services: Services) -> None:
         for impl in getattr(self.plugins.pm.hook, hook_name).get_hookimpls():

@@ -532,35 +532,62 @@ class Fill:
 
 @attrs.define
 class Position:
-    """Net position in one instrument and product. Values are price units × quantity."""
+    """Net position in one instrument and product, with average-cost accounting.
+
+    ``average_price`` is the average entry price of the open quantity and ``realised_pnl`` the
+    PnL closed so far, both exact decimals in price units (× quantity for PnL). ``buy_*`` and
+    ``sell_*`` are the day's cumulative traded quantities and values (price units × quantity).
+    """
 
     account: str
     instrument: str
     product: Product = Product.MIS
     quantity: int = 0  # net, negative when short
+    average_price: Decimal = Decimal(0)
+    realised_pnl: Decimal = Decimal(0)
     buy_quantity: int = 0
     buy_value: int = 0
     sell_quantity: int = 0
     sell_value: int = 0
-    realised_pnl: int = 0
     last_price: int | None = None
 
     @property
-    def average_price(self) -> Decimal | None:
-        """Average entry price of the open quantity, in price units."""
-        if self.quantity > 0 and self.buy_quantity:
-            return Decimal(self.buy_value) / self.buy_quantity
-        if self.quantity < 0 and self.sell_quantity:
-            return Decimal(self.sell_value) / self.sell_quantity
-        return None
+    def unrealised_pnl(self) -> Decimal:
+        """Mark-to-market PnL of the open quantity at ``last_price``."""
+        if not self.quantity or self.last_price is None:
+            return Decimal(0)
+        return (self.last_price - self.average_price) * self.quantity
 
     @property
-    def unrealised_pnl(self) -> Decimal:
-        """Mark-to-market PnL of the open quantity at ``last_price``, in price units."""
-        average = self.average_price
-        if average is None or self.last_price is None:
-            return Decimal(0)
-        return (self.last_price - average) * self.quantity
+    def total_pnl(self) -> Decimal:
+        return self.realised_pnl + self.unrealised_pnl
+
+    def apply_fill(self, side: Side, quantity: int, price: int) -> None:
+        """Book one fill: extend the position at a new average, or close part of it at a profit
+        or loss against the average (flipping through zero opens the rest at ``price``)."""
+        if quantity <= 0:
+            raise ValidationError(f"fill quantity must be positive, got {quantity}")
+        if side is Side.BUY:
+            self.buy_quantity += quantity
+            self.buy_value += quantity * price
+        else:
+            self.sell_quantity += quantity
+            self.sell_value += quantity * price
+        signed = side.sign * quantity
+        held = self.quantity
+        if held == 0 or (held > 0) == (signed > 0):
+            total = abs(held) + quantity
+            self.average_price = (self.average_price * abs(held) + price * quantity) / total
+            self.quantity = held + signed
+            return
+        closing = min(quantity, abs(held))
+        direction = 1 if held > 0 else -1
+        self.realised_pnl += (price - self.average_price) * closing * direction
+        self.quantity = held + signed
+        if self.quantity == 0:
+            self.average_price = Decimal(0)
+        elif (self.quantity > 0) != (held > 0):
+            self.average_price = Decimal(price)
 
 
 @attrs.frozen

@@ -1,0 +1,806 @@
+"""Order management: authorise, validate, deduplicate, risk-check, journal, route, track.
+
+The order path for a new order: the user may act on the account (a sim user never on a live
+one) → the instrument exists at the account's broker and the price and quantity fit its grid →
+a retried client order id returns the order it already created → the risk chain → the order is
+journalled durably (PENDING) → the broker is called. Everything the broker says afterwards
+(acks, rejects, updates, fills) drives the same state machine and is journalled too, in batches
+written by one task, so durability costs one storage commit per batch rather than per event.
+
+After a restart or a broker reconnect, :meth:`OrderManager.reconcile` compares the journal with
+the broker's own order book and trades and applies what was missed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import anyio
+import anyio.lowlevel
+import attrs
+import structlog
+
+from hft._config import OmsSection
+from hft._errors import (
+    AuthError,
+    BrokerRejected,
+    Conflict,
+    HftError,
+    NetworkError,
+    NotFound,
+    RiskRejected,
+    ValidationError,
+)
+from hft._portfolio import Portfolio
+from hft._resilience import Backoff, deadline
+from hft.contracts import Broker, RiskContext, RiskRejection, Storage
+from hft.model import (
+    TRANSITIONS,
+    Account,
+    Fill,
+    Instrument,
+    ModifyRequest,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    Role,
+    Side,
+    User,
+    utcnow,
+)
+
+__all__ = ["OrderEventMessage", "OrderFeed", "OrderManager", "RiskChecker"]
+
+log = structlog.get_logger("hft.oms")
+
+_S = OrderStatus
+_LIVE_BROKER_STATES = frozenset(
+    {_S.OPEN, _S.PARTIALLY_FILLED, _S.PENDING_CANCEL, _S.PENDING_MODIFY}
+)
+
+
+class RiskChecker(Protocol):
+    """What the OMS needs of the risk engine."""
+
+    def check(self, request: OrderRequest, context: RiskContext) -> RiskRejection | None: ...
+
+    def commit(self, request: OrderRequest, context: RiskContext) -> None: ...
+
+
+@attrs.frozen
+class OrderEventMessage:
+    """One journalled change of an order, as subscribers receive it."""
+
+    seq: int
+    kind: str  # created, accepted, status, fill, modified
+    order: Order
+
+
+class OrderFeed:
+    """One subscriber's order events. Never drops one: past ``max_backlog`` undelivered events
+    the feed is closed as overflowed, and the subscriber resumes from the journal by ``seq``."""
+
+    def __init__(self, visible: Callable[[Order], bool], max_backlog: int) -> None:
+        self._visible = visible
+        self._max_backlog = max_backlog
+        self._pending: deque[OrderEventMessage] = deque()
+        self._wakeup = anyio.Event()
+        self.closed = False
+        self.overflowed = False
+
+    def push(self, message: OrderEventMessage) -> None:
+        if self.closed or not self._visible(message.order):
+            return
+        if len(self._pending) >= self._max_backlog:
+            self.overflowed = True
+            self.close()
+            return
+        self._pending.append(message)
+        self._wakeup.set()
+
+    async def receive_batch(self) -> list[OrderEventMessage]:
+        """Wait for events and take all pending; raise ``Conflict`` once overflowed, and
+        ``anyio.EndOfStream`` when closed and drained."""
+        while not self._pending:
+            if self.overflowed:
+                raise Conflict("order feed overflowed; resume from the journal", code="overflow")
+            if self.closed:
+                raise anyio.EndOfStream
+            await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+
+@attrs.define
+class _Entry:
+    order: Order  # a snapshot taken when the change happened
+    kind: str
+    done: anyio.Event | None = None
+    seq: int = 0
+    error: BaseException | None = None
+
+
+class _Journal:
+    """Batches order events, fills and positions into storage writes from one task."""
+
+    def __init__(self, storage: Storage, on_written: Callable[[list[OrderEventMessage]], None]):
+        self._storage = storage
+        self._on_written = on_written
+        self._entries: list[_Entry] = []
+        self._fills: list[Fill] = []
+        self._positions: dict[tuple[str, str, str], Position] = {}
+        self._wakeup = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    def add(self, order: Order, kind: str, *, wait: bool = False) -> _Entry:
+        entry = _Entry(_snapshot(order), kind, anyio.Event() if wait else None)
+        self._entries.append(entry)
+        self._kick()
+        return entry
+
+    def add_fill(self, fill: Fill, position: Position) -> None:
+        self._fills.append(fill)
+        self._positions[(position.account, position.instrument, str(position.product))] = position
+        self._kick()
+
+    async def write(self, order: Order, kind: str) -> int:
+        """Journal a change and return once it is durable; raise if it could not be."""
+        entry = self.add(order, kind, wait=True)
+        assert entry.done is not None
+        await entry.done.wait()
+        if entry.error is not None:
+            raise NetworkError(f"order {order.order_id} could not be stored: {entry.error}")
+        return entry.seq
+
+    async def flush(self) -> None:
+        while self._entries or self._fills or not self._idle.is_set():
+            await self._idle.wait()
+            await anyio.lowlevel.checkpoint()
+
+    def _kick(self) -> None:
+        self._idle = anyio.Event() if self._idle.is_set() else self._idle
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        backoff = Backoff(initial_s=0.05, max_s=5.0)
+        while True:
+            if not (self._entries or self._fills):
+                self._idle.set()
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                continue
+            entries, self._entries = self._entries, []
+            fills, self._fills = self._fills, []
+            positions, self._positions = list(self._positions.values()), {}
+            try:
+                with anyio.CancelScope(shield=True):
+                    if entries:
+                        seqs = await self._storage.append_order_events(
+                            [(e.order, e.kind) for e in entries]
+                        )
+                        for entry, seq in zip(entries, seqs, strict=True):
+                            entry.seq = seq
+                    if fills:
+                        await self._storage.save_fills(fills)
+                    if positions:
+                        await self._storage.save_positions([attrs.evolve(p) for p in positions])
+            except HftError as exc:
+                log.error("oms.journal_failed", error=str(exc), entries=len(entries))
+                waited = [e for e in entries if e.done is not None]
+                for entry in waited:
+                    entry.error = exc
+                    entry.done.set()  # type: ignore[union-attr]
+                # Broker-driven changes are kept and retried: they are already in memory.
+                self._entries[:0] = [e for e in entries if e.done is None]
+                self._fills[:0] = fills
+                for p in positions:
+                    self._positions.setdefault((p.account, p.instrument, str(p.product)), p)
+                await anyio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            for entry in entries:
+                if entry.done is not None:
+                    entry.done.set()
+            if entries:
+                self._on_written([OrderEventMessage(e.seq, e.kind, e.order) for e in entries])
+
+
+def _snapshot(order: Order) -> Order:
+    # Cheap: the request and status changes are immutable; only the history list is shared.
+    return attrs.evolve(order, history=list(order.history))
+
+
+def new_order_id() -> str:
+    """20 hex characters, time-ordered: short enough for every broker's client tag field."""
+    return f"{time.time_ns() // 1000:013x}{secrets.randbelow(16**7):07x}"
+
+
+def _path(start: OrderStatus, goal: OrderStatus) -> list[OrderStatus] | None:
+    """The shortest legal sequence of statuses from ``start`` to ``goal`` (excluding start)."""
+    if start == goal:
+        return []
+    frontier: deque[tuple[OrderStatus, list[OrderStatus]]] = deque([(start, [])])
+    seen = {start}
+    while frontier:
+        status, path = frontier.popleft()
+        for nxt in TRANSITIONS[status]:
+            if nxt == goal:
+                return [*path, nxt]
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append((nxt, [*path, nxt]))
+    return None
+
+
+class OrderManager:
+    """The one owner of order state. Call it from the host's event loop only."""
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        accounts: Mapping[str, Account],
+        brokers: Mapping[str, Broker],
+        instruments: Callable[[str, str], Instrument | None],
+        risk: RiskChecker,
+        portfolio: Portfolio,
+        last_price: Callable[[str], int | None],
+        config: OmsSection,
+    ) -> None:
+        self._storage = storage
+        self._accounts = accounts
+        self._brokers = brokers
+        self._instrument = instruments
+        self._risk = risk
+        self._portfolio = portfolio
+        self._last_price = last_price
+        self._config = config
+        self._orders: dict[str, Order] = {}
+        self._by_client_id: dict[tuple[str, str], list[str]] = {}
+        self._by_broker_id: dict[tuple[str, str], str] = {}
+        self._live: dict[str, set[str]] = {}  # account → ids of non-terminal orders
+        self._fill_ids: set[tuple[str, str]] = set()
+        self._early: dict[tuple[str, str], list[OrderUpdate | Fill]] = {}
+        self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
+        self._feeds: list[OrderFeed] = []
+        self._journal = _Journal(storage, self._publish)
+
+    # Lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Write the journal until cancelled (the host runs this in its task group)."""
+        await self._journal.run()
+
+    async def flush(self) -> None:
+        """Wait until everything changed so far is durable."""
+        await self._journal.flush()
+
+    async def recover(self) -> int:
+        """Reload orders, fills and positions from storage; return the number of open orders."""
+        for order in await self._storage.load_orders():
+            self._index(order)
+        for fill in await self._storage.load_fills():
+            self._fill_ids.add((self._broker_of(fill.account), fill.fill_id))
+        self._portfolio.load(await self._storage.load_positions())
+        open_orders = sum(len(ids) for ids in self._live.values())
+        log.info("oms.recovered", orders=len(self._orders), open=open_orders)
+        return open_orders
+
+    def _index(self, order: Order) -> None:
+        self._orders[order.order_id] = order
+        request = order.request
+        if request.client_order_id:
+            ids = self._by_client_id.setdefault((request.account, request.client_order_id), [])
+            if order.order_id not in ids:
+                ids.append(order.order_id)
+        if order.broker_order_id:
+            key = (self._broker_of(request.account), order.broker_order_id)
+            self._by_broker_id[key] = order.order_id
+        live = self._live.setdefault(request.account, set())
+        if order.is_terminal:
+            live.discard(order.order_id)
+        else:
+            live.add(order.order_id)
+
+    def _broker_of(self, account_id: str) -> str:
+        account = self._accounts.get(account_id)
+        return account.broker if account else ""
+
+    # Queries ----------------------------------------------------------------------------------
+
+    def get(self, user: User, order_id: str) -> Order:
+        order = self._orders.get(order_id)
+        if order is None or not self._can_see(user, order.request.account):
+            raise NotFound(f"no order {order_id!r}")
+        return _snapshot(order)
+
+    def orders(
+        self, user: User, *, account: str | None = None, status: OrderStatus | None = None
+    ) -> list[Order]:
+        """The user's visible orders, oldest first, optionally filtered."""
+        return [
+            _snapshot(o)
+            for o in self._orders.values()
+            if self._can_see(user, o.request.account)
+            and (account is None or o.request.account == account)
+            and (status is None or o.status == status)
+        ]
+
+    def subscribe(self, user: User, *, max_backlog: int = 10_000) -> OrderFeed:
+        """Order events of every order the user can see, from now on."""
+        feed = OrderFeed(lambda order: self._can_see(user, order.request.account), max_backlog)
+        self._feeds = [f for f in self._feeds if not f.closed]
+        self._feeds.append(feed)
+        return feed
+
+    def _publish(self, messages: list[OrderEventMessage]) -> None:
+        for feed in self._feeds:
+            for message in messages:
+                feed.push(message)
+
+    # Authorisation ----------------------------------------------------------------------------
+
+    def _can_see(self, user: User, account_id: str) -> bool:
+        if user.disabled:
+            return False
+        if user.role is Role.ADMIN:
+            return True
+        account = self._accounts.get(account_id)
+        return account is not None and user.may_reach(account)
+
+    def _trading_account(self, user: User, account_id: str) -> Account:
+        if user.disabled:
+            raise AuthError(f"user {user.username!r} is disabled", code="forbidden", status=403)
+        if user.role is Role.VIEWER:
+            raise AuthError("viewers cannot trade", code="forbidden", status=403)
+        account = self._accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id!r}")
+        if not user.may_reach(account):
+            if account_id in user.accounts:
+                raise AuthError(
+                    f"sim user {user.username!r} can never trade live account {account_id!r}",
+                    code="forbidden",
+                    status=403,
+                )
+            raise AuthError(
+                f"user {user.username!r} is not granted account {account_id!r}",
+                code="forbidden",
+                status=403,
+            )
+        return account
+
+    def _instrument_for(self, account: Account, key: str) -> Instrument:
+        instrument = self._instrument(account.broker, key)
+        if instrument is None:
+            raise NotFound(f"unknown instrument {key!r} at broker {account.broker!r}")
+        return instrument
+
+    # Submit -----------------------------------------------------------------------------------
+
+    async def submit(self, user: User, request: OrderRequest) -> list[Order]:
+        """Place an order; returns the orders created (more than one when sliced).
+
+        A retry with the same client order id returns the orders it created the first time;
+        the same id with a different request raises ``Conflict``. Risk rejections raise
+        ``RiskRejected`` and create nothing; a broker rejection returns a REJECTED order.
+        """
+        account = self._trading_account(user, request.account)
+        if request.client_order_id:
+            existing = self._by_client_id.get((request.account, request.client_order_id))
+            if existing:
+                orders = [self._orders[i] for i in existing]
+                if _same_request(orders, request):
+                    return [_snapshot(o) for o in orders]
+                raise Conflict(
+                    f"client order id {request.client_order_id!r} was used for another order",
+                    code="duplicate_client_order_id",
+                )
+        instrument = self._instrument_for(account, request.instrument)
+        self._validate(instrument, request)
+        slices = self._slices(instrument, request)
+        contexts = []
+        for child in slices:
+            context = self._risk_context(user, account, instrument)
+            rejection = self._risk.check(child, context)
+            if rejection is not None:
+                raise RiskRejected(rejection.reason, code=rejection.code)
+            contexts.append(context)
+        orders = []
+        for child, context in zip(slices, contexts, strict=True):
+            self._risk.commit(child, context)
+            order = Order(new_order_id(), child, user.username)
+            order.transition(_S.PENDING)
+            self._index(order)
+            try:
+                await self._journal.write(order, "created")
+            except HftError:
+                self._forget(order)
+                raise
+            orders.append(order)
+        async with anyio.create_task_group() as tg:
+            for order in orders:
+                tg.start_soon(self._send, account, instrument, order)
+        return [_snapshot(o) for o in orders]
+
+    def _validate(self, instrument: Instrument, request: OrderRequest) -> None:
+        instrument.check_quantity(request.quantity)
+        for price in (request.price, request.trigger_price):
+            if price is not None:
+                instrument.check_price(price)
+        freeze = instrument.freeze_quantity
+        if freeze and request.quantity > freeze and not self._config.slice_freeze_quantity:
+            raise ValidationError(
+                f"{instrument.key}: quantity {request.quantity} exceeds the freeze quantity "
+                f"{freeze}",
+                code="freeze_quantity",
+            )
+
+    def _slices(self, instrument: Instrument, request: OrderRequest) -> list[OrderRequest]:
+        freeze = instrument.freeze_quantity
+        if not freeze or request.quantity <= freeze or not self._config.slice_freeze_quantity:
+            return [request]
+        size = freeze - freeze % instrument.lot_size
+        children = []
+        remaining = request.quantity
+        while remaining:
+            quantity = min(size, remaining)
+            # Children keep the parent's client order id, so a retry finds all of them.
+            children.append(
+                attrs.evolve(
+                    request,
+                    quantity=quantity,
+                    disclosed_quantity=min(request.disclosed_quantity, quantity),
+                )
+            )
+            remaining -= quantity
+        return children
+
+    def _risk_context(self, user: User, account: Account, instrument: Instrument) -> RiskContext:
+        pending_buy = pending_sell = 0
+        live = self._live.get(account.account_id, set())
+        for order_id in live:
+            order = self._orders[order_id]
+            if order.request.instrument == instrument.key:
+                if order.request.side is Side.BUY:
+                    pending_buy += order.remaining_quantity
+                else:
+                    pending_sell += order.remaining_quantity
+        return RiskContext(
+            account=account,
+            user=user,
+            instrument=instrument,
+            position=self._portfolio.position(account.account_id, instrument.key),
+            positions=self._portfolio.positions(account.account_id),
+            open_orders=len(live),
+            pending_buy_quantity=pending_buy,
+            pending_sell_quantity=pending_sell,
+            last_price=self._last_price(instrument.key),
+            day_pnl=self._portfolio.day_pnl(account.account_id),
+            now=utcnow(),
+            monotonic_s=anyio.current_time(),
+        )
+
+    def _forget(self, order: Order) -> None:
+        self._orders.pop(order.order_id, None)
+        self._live.get(order.request.account, set()).discard(order.order_id)
+        key = (order.request.account, order.request.client_order_id)
+        if key in self._by_client_id:
+            self._by_client_id[key] = [i for i in self._by_client_id[key] if i != order.order_id]
+
+    async def _send(self, account: Account, instrument: Instrument, order: Order) -> None:
+        broker = self._brokers[account.broker]
+        # The broker sees hft's order id as the client id: it is what brokers echo back as a
+        # tag, so reconciliation can match orders whose placement outcome was never seen.
+        outbound = attrs.evolve(order.request, client_order_id=order.order_id)
+        self._inflight[account.broker] = self._inflight.get(account.broker, 0) + 1
+        try:
+            with deadline(self._config.broker_timeout_s, what=f"placing order {order.order_id}"):
+                broker_order_id = await broker.place_order(
+                    account.broker_account, instrument, outbound
+                )
+        except BrokerRejected as exc:
+            self._move(order, _S.REJECTED, exc.message)
+            log.info("order.rejected", order_id=order.order_id, reason=exc.message)
+            return
+        except HftError as exc:
+            # The request may or may not have reached the broker: keep the order PENDING and
+            # let reconciliation find it by its client id.
+            order.reason = f"placement outcome unknown: {exc.message}"
+            self._journal.add(order, "status")
+            log.warning("order.outcome_unknown", order_id=order.order_id, error=exc.message)
+            return
+        finally:
+            self._inflight[account.broker] -= 1
+        self._bind(account.broker, order, broker_order_id)
+
+    def _bind(self, broker: str, order: Order, broker_order_id: str) -> None:
+        order.broker_order_id = broker_order_id
+        self._by_broker_id[(broker, broker_order_id)] = order.order_id
+        self._journal.add(order, "accepted")
+        for event in self._early.pop((broker, broker_order_id), []):
+            self._apply(broker, order, event)
+
+    # Modify and cancel ------------------------------------------------------------------------
+
+    def _live_order(self, user: User, order_id: str) -> tuple[Order, Account]:
+        order = self._orders.get(order_id)
+        if order is None or not self._can_see(user, order.request.account):
+            raise NotFound(f"no order {order_id!r}")
+        account = self._trading_account(user, order.request.account)
+        if order.is_terminal:
+            raise Conflict(f"order {order_id} is {order.status}", code="order_not_live")
+        if order.broker_order_id is None:
+            raise Conflict(
+                f"order {order_id} is not yet acknowledged by the broker; try again",
+                code="order_pending",
+            )
+        if order.status in (_S.PENDING_CANCEL, _S.PENDING_MODIFY):
+            raise Conflict(f"order {order_id} is {order.status}", code="order_busy")
+        return order, account
+
+    async def modify(self, user: User, order_id: str, change: ModifyRequest) -> Order:
+        """Ask the broker to change a live order; a refusal restores it and raises."""
+        order, account = self._live_order(user, order_id)
+        instrument = self._instrument_for(account, order.request.instrument)
+        request = order.request
+        if change.quantity is not None:
+            instrument.check_quantity(change.quantity)
+            if change.quantity <= order.filled_quantity:
+                raise ValidationError(
+                    f"new quantity {change.quantity} is not above the filled quantity "
+                    f"{order.filled_quantity}",
+                    code="bad_quantity",
+                )
+        for price in (change.price, change.trigger_price):
+            if price is not None:
+                instrument.check_price(price)
+        updated = attrs.evolve(
+            request,
+            quantity=change.quantity if change.quantity is not None else request.quantity,
+            price=change.price if change.price is not None else request.price,
+            trigger_price=(
+                change.trigger_price if change.trigger_price is not None else request.trigger_price
+            ),
+            order_type=change.order_type or request.order_type,
+            time_in_force=change.time_in_force or request.time_in_force,
+        )
+        previous = order.status
+        order.transition(_S.PENDING_MODIFY)
+        await self._journal.write(order, "status")
+        try:
+            assert order.broker_order_id is not None
+            with deadline(self._config.broker_timeout_s, what=f"modifying order {order_id}"):
+                await self._brokers[account.broker].modify_order(
+                    account.broker_account, order.broker_order_id, instrument, change
+                )
+        except HftError as exc:
+            if order.status is _S.PENDING_MODIFY:
+                self._move(order, previous, f"modify refused: {exc.message}")
+            raise
+        order.request = updated
+        if order.status is _S.PENDING_MODIFY:
+            self._move(order, previous, "modified", kind="modified")
+        else:
+            self._journal.add(order, "modified")
+        return _snapshot(order)
+
+    async def cancel(self, user: User, order_id: str) -> Order:
+        """Ask the broker to cancel a live order; the CANCELLED state arrives from the broker."""
+        order, account = self._live_order(user, order_id)
+        previous = order.status
+        order.transition(_S.PENDING_CANCEL)
+        await self._journal.write(order, "status")
+        try:
+            assert order.broker_order_id is not None
+            with deadline(self._config.broker_timeout_s, what=f"cancelling order {order_id}"):
+                await self._brokers[account.broker].cancel_order(
+                    account.broker_account, order.broker_order_id
+                )
+        except HftError as exc:
+            if order.status is _S.PENDING_CANCEL:
+                self._move(order, previous, f"cancel refused: {exc.message}")
+            raise
+        return _snapshot(order)
+
+    # Broker events ----------------------------------------------------------------------------
+
+    def on_broker_event(self, broker: str, event: OrderUpdate | Fill) -> None:
+        """Apply an order update or a fill from ``broker`` (the host's event pump calls this)."""
+        broker_order_id = event.broker_order_id
+        order_id = self._by_broker_id.get((broker, broker_order_id))
+        if order_id is None and isinstance(event, OrderUpdate) and event.client_order_id:
+            order = self._orders.get(event.client_order_id)
+            if order is not None and order.broker_order_id is None:
+                self._bind(broker, order, broker_order_id)
+                order_id = order.order_id
+        if order_id is None:
+            if self._inflight.get(broker):
+                # Sent before place_order returned its id: applied once the id is known.
+                self._early.setdefault((broker, broker_order_id), []).append(event)
+            else:
+                log.info("oms.foreign_order_event", broker=broker, broker_order_id=broker_order_id)
+            return
+        self._apply(broker, self._orders[order_id], event)
+
+    def _apply(self, broker: str, order: Order, event: OrderUpdate | Fill) -> None:
+        if isinstance(event, Fill):
+            self._apply_fill(broker, order, event)
+            return
+        if event.exchange_order_id and order.exchange_order_id != event.exchange_order_id:
+            order.exchange_order_id = event.exchange_order_id
+        target = event.status
+        if target == order.status or (
+            target is _S.FILLED and order.filled_quantity < order.request.quantity
+        ):
+            # FILLED is applied by the fills themselves, so quantities and state never disagree.
+            return
+        if target is _S.PARTIALLY_FILLED and order.filled_quantity == 0:
+            return
+        if target in TRANSITIONS[order.status]:
+            self._move(order, target, event.reason)
+        elif order.status is _S.PENDING and target in _LIVE_BROKER_STATES:
+            path = _path(order.status, target) or []
+            for status in path:
+                self._move(order, status, event.reason)
+        else:
+            log.info(
+                "oms.stale_update",
+                order_id=order.order_id,
+                status=str(order.status),
+                update=str(target),
+            )
+
+    def _apply_fill(self, broker: str, order: Order, fill: Fill) -> None:
+        key = (broker, fill.fill_id)
+        if key in self._fill_ids:
+            return
+        if fill.quantity > order.remaining_quantity:
+            log.error(
+                "oms.overfill",
+                order_id=order.order_id,
+                fill_id=fill.fill_id,
+                quantity=fill.quantity,
+            )
+            return
+        self._fill_ids.add(key)
+        fill = attrs.evolve(fill, order_id=order.order_id, account=order.request.account)
+        order.record_fill(fill.quantity, fill.price)
+        position = self._portfolio.apply_fill(fill, order.request.product)
+        self._journal.add_fill(fill, position)
+        target = _S.FILLED if order.remaining_quantity == 0 else _S.PARTIALLY_FILLED
+        if order.is_terminal:
+            self._journal.add(order, "fill")  # a late fill of a cancelled order still counts
+        elif target in TRANSITIONS[order.status]:
+            self._move(order, target, "", kind="fill")
+        else:
+            for status in _path(order.status, target) or []:
+                self._move(order, status, "", kind="fill")
+
+    def _move(
+        self, order: Order, status: OrderStatus, reason: str, *, kind: str = "status"
+    ) -> None:
+        order.transition(status, reason)
+        if order.is_terminal:
+            self._live.get(order.request.account, set()).discard(order.order_id)
+        self._journal.add(order, kind)
+
+    # Reconciliation ---------------------------------------------------------------------------
+
+    async def reconcile(self, broker_name: str) -> dict[str, Any]:
+        """Bring every order of ``broker_name``'s accounts in line with the broker's books.
+
+        Missed fills and transitions are applied; open orders the broker does not know are
+        closed (REJECTED if never acknowledged, else EXPIRED); broker orders hft never placed
+        and position differences are reported. The report is logged and stored.
+        """
+        broker = self._brokers[broker_name]
+        changes: list[dict[str, Any]] = []
+        foreign: list[str] = []
+        mismatches: list[dict[str, Any]] = []
+        started_inflight = self._inflight.get(broker_name, 0)
+        accounts = [a for a in self._accounts.values() if a.broker == broker_name]
+        for account in accounts:
+            books = await broker.orders(account.broker_account)
+            trades = await broker.trades(account.broker_account)
+            seen: set[str] = set()
+            for update in books:
+                before = self._order_for(broker_name, update)
+                if before is None:
+                    foreign.append(update.broker_order_id)
+                    continue
+                seen.add(before.order_id)
+                status_before = before.status
+                for fill in trades:
+                    if fill.broker_order_id == update.broker_order_id:
+                        self._apply(broker_name, before, fill)
+                self._apply(broker_name, before, update)
+                if before.status != status_before:
+                    changes.append(
+                        {
+                            "order_id": before.order_id,
+                            "from": str(status_before),
+                            "to": str(before.status),
+                        }
+                    )
+            for order_id in list(self._live.get(account.account_id, ())):
+                order = self._orders[order_id]
+                if order_id in seen or (order.broker_order_id is None and started_inflight):
+                    continue
+                status_before = order.status
+                if order.broker_order_id is None:
+                    self._move(order, _S.REJECTED, "never reached the broker")
+                else:
+                    target = _S.EXPIRED
+                    for status in _path(order.status, target) or []:
+                        self._move(order, status, "unknown to the broker at reconciliation")
+                changes.append(
+                    {"order_id": order_id, "from": str(status_before), "to": str(order.status)}
+                )
+            ours = {p.instrument: p.quantity for p in self._portfolio.positions(account.account_id)}
+            theirs: dict[str, int] = {}
+            for p in await broker.positions(account.broker_account):
+                theirs[p.instrument] = theirs.get(p.instrument, 0) + p.quantity
+            for instrument in sorted(set(ours) | set(theirs)):
+                if ours.get(instrument, 0) != theirs.get(instrument, 0):
+                    mismatches.append(
+                        {
+                            "account": account.account_id,
+                            "instrument": instrument,
+                            "hft": ours.get(instrument, 0),
+                            "broker": theirs.get(instrument, 0),
+                        }
+                    )
+        await self.flush()
+        report: dict[str, Any] = {
+            "broker": broker_name,
+            "accounts": [a.account_id for a in accounts],
+            "changes": changes,
+            "unknown_broker_orders": foreign,
+            "position_mismatches": mismatches,
+        }
+        log.info(
+            "oms.reconciled",
+            broker=broker_name,
+            changes=len(changes),
+            unknown=len(foreign),
+            mismatches=len(mismatches),
+        )
+        await self._storage.append_audit("reconciliation", report)
+        return report
+
+    def _order_for(self, broker: str, update: OrderUpdate) -> Order | None:
+        order_id = self._by_broker_id.get((broker, update.broker_order_id))
+        if order_id is None and update.client_order_id in self._orders:
+            order = self._orders[update.client_order_id]
+            if order.broker_order_id is None:
+                self._bind(broker, order, update.broker_order_id)
+            order_id = order.order_id
+        return self._orders.get(order_id) if order_id else None
+
+
+def _same_request(orders: Sequence[Order], request: OrderRequest) -> bool:
+    total = sum(o.request.quantity for o in orders)
+    first = orders[0].request
+    return (
+        total == request.quantity
+        and first.instrument == request.instrument
+        and first.side is request.side
+        and first.order_type is request.order_type
+        and first.price == request.price
+        and first.trigger_price == request.trigger_price
+        and first.product is request.product
+    )

@@ -1,0 +1,1 @@
+"""Only an entry point: the plugin itself is hft.testing._plugin."""
