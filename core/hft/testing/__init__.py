@@ -9,15 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hft._config import config_from_mapping, resolve_config
 from hft._host import Host, Services
 from hft._plugins import PluginHost
-from hft.testing._broker import TestBroker
-from hft.testing.conformance import BrokerConformance, VenueHarness
+from hft.testing._broker import TestBroker, TestVenue
 
-__all__ = ["BrokerConformance", "Host", "Services", "TestBroker", "VenueHarness", "make_host"]
+if TYPE_CHECKING:
+    from hft.testing.conformance import BrokerConformance, VenueHarness
+
+__all__ = [
+    "BrokerConformance",
+    "Host",
+    "Services",
+    "TestBroker",
+    "TestVenue",
+    "VenueHarness",
+    "make_host",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The conformance suite imports pytest: load it only when a test asks for it, so that the
+    # ``test`` broker plugin (which imports this package) keeps ``hft`` start-up light.
+    if name in ("BrokerConformance", "VenueHarness"):
+        from hft.testing import conformance
+
+        return getattr(conformance, name)
+    raise AttributeError(f"module 'hft.testing' has no attribute {name!r}")
 
 
 def make_host(
