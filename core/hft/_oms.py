@@ -72,6 +72,8 @@ class RiskChecker(Protocol):
 
     def commit(self, request: OrderRequest, context: RiskContext) -> None: ...
 
+    async def flush(self) -> None: ...
+
 
 @attrs.frozen
 class OrderEventMessage:
@@ -219,8 +221,7 @@ class _Journal:
 
 
 def _snapshot(order: Order) -> Order:
-    # Cheap: the request and status changes are immutable; only the history list is shared.
-    return attrs.evolve(order, history=list(order.history))
+    return order.snapshot()
 
 
 def new_order_id() -> str:
@@ -272,6 +273,10 @@ class OrderManager:
         self._by_client_id: dict[tuple[str, str], list[str]] = {}
         self._by_broker_id: dict[tuple[str, str], str] = {}
         self._live: dict[str, set[str]] = {}  # account → ids of non-terminal orders
+        # Unfilled quantity of live orders per (account, instrument, side), kept up to date by
+        # _track after every change, so building a risk context never scans the order book.
+        self._exposure: dict[tuple[str, str, Side], int] = {}
+        self._counted: dict[str, int] = {}
         self._fill_ids: set[tuple[str, str]] = set()
         self._early: dict[tuple[str, str], list[OrderUpdate | Fill]] = {}
         self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
@@ -314,6 +319,18 @@ class OrderManager:
             live.discard(order.order_id)
         else:
             live.add(order.order_id)
+        self._track(order)
+
+    def _track(self, order: Order) -> None:
+        """Bring the exposure counters in line with ``order`` after any change to it."""
+        now = 0 if order.is_terminal else order.remaining_quantity
+        before = self._counted.pop(order.order_id, 0)
+        if now:
+            self._counted[order.order_id] = now
+        if now != before:
+            request = order.request
+            key = (request.account, request.instrument, request.side)
+            self._exposure[key] = self._exposure.get(key, 0) + now - before
 
     def _broker_of(self, account_id: str) -> str:
         account = self._accounts.get(account_id)
@@ -412,16 +429,17 @@ class OrderManager:
         instrument = self._instrument_for(account, request.instrument)
         self._validate(instrument, request)
         slices = self._slices(instrument, request)
-        contexts = []
         for child in slices:
+            # One child at a time, so the rate rule counts each child before the next.
             context = self._risk_context(user, account, instrument)
             rejection = self._risk.check(child, context)
             if rejection is not None:
+                if rejection.kill_switch is not None:
+                    await self._risk.flush()  # a tripped kill switch must survive a restart
                 raise RiskRejected(rejection.reason, code=rejection.code)
-            contexts.append(context)
-        orders = []
-        for child, context in zip(slices, contexts, strict=True):
             self._risk.commit(child, context)
+        orders = []
+        for child in slices:
             order = Order(new_order_id(), child, user.username)
             order.transition(_S.PENDING)
             self._index(order)
@@ -431,9 +449,12 @@ class OrderManager:
                 self._forget(order)
                 raise
             orders.append(order)
-        async with anyio.create_task_group() as tg:
-            for order in orders:
-                tg.start_soon(self._send, account, instrument, order)
+        if len(orders) == 1:
+            await self._send(account, instrument, orders[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for order in orders:
+                    tg.start_soon(self._send, account, instrument, order)
         return [_snapshot(o) for o in orders]
 
     def _validate(self, instrument: Instrument, request: OrderRequest) -> None:
@@ -470,31 +491,37 @@ class OrderManager:
         return children
 
     def _risk_context(self, user: User, account: Account, instrument: Instrument) -> RiskContext:
-        pending_buy = pending_sell = 0
-        live = self._live.get(account.account_id, set())
-        for order_id in live:
-            order = self._orders[order_id]
-            if order.request.instrument == instrument.key:
-                if order.request.side is Side.BUY:
-                    pending_buy += order.remaining_quantity
-                else:
-                    pending_sell += order.remaining_quantity
+        live = self._live.get(account.account_id, ())
+        exposure = self._exposure
+        pending_buy = exposure.get((account.account_id, instrument.key, Side.BUY), 0)
+        pending_sell = exposure.get((account.account_id, instrument.key, Side.SELL), 0)
+        positions = self._portfolio.positions(account.account_id)
+        instruments = {instrument.key: instrument}
+        for position in positions:
+            known = self._instrument(account.broker, position.instrument)
+            if known is not None:
+                instruments[known.key] = known
         return RiskContext(
             account=account,
             user=user,
             instrument=instrument,
             position=self._portfolio.position(account.account_id, instrument.key),
-            positions=self._portfolio.positions(account.account_id),
+            positions=positions,
             open_orders=len(live),
             pending_buy_quantity=pending_buy,
             pending_sell_quantity=pending_sell,
             last_price=self._last_price(instrument.key),
-            day_pnl=self._portfolio.day_pnl(account.account_id),
+            day_pnl=self._portfolio.day_pnl(
+                account.account_id, lambda key: instruments[key].price_scale
+            ),
             now=utcnow(),
             monotonic_s=anyio.current_time(),
+            instruments=instruments,
         )
 
     def _forget(self, order: Order) -> None:
+        order.status = _S.REJECTED  # never sent: drop it from the exposure counters too
+        self._track(order)
         self._orders.pop(order.order_id, None)
         self._live.get(order.request.account, set()).discard(order.order_id)
         key = (order.request.account, order.request.client_order_id)
@@ -592,6 +619,7 @@ class OrderManager:
                 self._move(order, previous, f"modify refused: {exc.message}")
             raise
         order.request = updated
+        self._track(order)
         if order.status is _S.PENDING_MODIFY:
             self._move(order, previous, "modified", kind="modified")
         else:
@@ -679,6 +707,7 @@ class OrderManager:
         self._fill_ids.add(key)
         fill = attrs.evolve(fill, order_id=order.order_id, account=order.request.account)
         order.record_fill(fill.quantity, fill.price)
+        self._track(order)
         position = self._portfolio.apply_fill(fill, order.request.product)
         self._journal.add_fill(fill, position)
         target = _S.FILLED if order.remaining_quantity == 0 else _S.PARTIALLY_FILLED
@@ -696,6 +725,7 @@ class OrderManager:
         order.transition(status, reason)
         if order.is_terminal:
             self._live.get(order.request.account, set()).discard(order.order_id)
+            self._track(order)
         self._journal.add(order, kind)
 
     # Reconciliation ---------------------------------------------------------------------------

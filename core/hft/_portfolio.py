@@ -10,6 +10,7 @@ from hft.model import Fill, Position, Product
 __all__ = ["Portfolio"]
 
 PositionKey = tuple[str, str, Product]
+PAISE_SCALE = 2
 
 
 class Portfolio:
@@ -74,9 +75,16 @@ class Portfolio:
         self._mark(combined)
         return combined
 
-    def day_pnl(self, account: str) -> int:
-        """Realised plus mark-to-market PnL of the account, rounded to whole price units."""
-        total = sum((p.total_pnl for p in self.positions(account)), Decimal(0))
+    def day_pnl(self, account: str, price_scale: Callable[[str], int] | None = None) -> int:
+        """Realised plus mark-to-market PnL of the account in paise (rounded half-even).
+
+        ``price_scale(instrument)`` gives each instrument's decimal places (default 2, paise), so
+        PnL of instruments quoted more finely is converted before it is added up.
+        """
+        total = Decimal(0)
+        for position in self.positions(account):
+            scale = price_scale(position.instrument) if price_scale else PAISE_SCALE
+            total += position.total_pnl.scaleb(PAISE_SCALE - scale)
         return int(total.to_integral_value(ROUND_HALF_EVEN))
 
     def _mark(self, position: Position) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, Self, TypeAlias, runtime_checkable
 
 import attrs
 
@@ -203,11 +203,23 @@ class Normaliser(Protocol):
 class RiskContext:
     """What a risk rule may look at besides the order itself; built once per order by the OMS.
 
-    Quantities are signed like positions (buys positive). ``pending_buy_quantity`` and
-    ``pending_sell_quantity`` are the unfilled quantities of the account's live orders in this
-    instrument, so limits can count what could still fill. ``day_pnl`` is the account's realised
-    plus mark-to-market PnL today, in price units. ``monotonic_s`` is a monotonic clock reading
-    for rate rules.
+    - ``account``, ``user``, ``instrument``: the account the order is for, who sent it, and the
+      order's instrument.
+    - ``position``: the account's net position in this instrument across products, marked at
+      the latest price (``None`` when it has none); ``positions``: every position of the account,
+      one per instrument and product (they may include this instrument's).
+    - ``open_orders``: how many live (non-terminal) orders the account has, in any instrument.
+    - ``pending_buy_quantity`` / ``pending_sell_quantity``: the unfilled quantity of the
+      account's live buy / sell orders in this instrument, so limits can count what could still
+      fill. Both are ``>= 0``; quantities elsewhere are signed like positions (buys positive).
+    - ``last_price``: this instrument's last traded price in its price units, ``None`` when none
+      is known yet.
+    - ``day_pnl``: the account's realised plus mark-to-market PnL today, in paise (hundredths of
+      the currency; instruments quoted at another price scale are converted), negative for a loss.
+    - ``now``: wall-clock time (UTC); ``monotonic_s``: a monotonic clock reading in seconds, which
+      never goes backwards, for rate rules.
+    - ``instruments``: instruments by key, at least those in ``positions``, so account-wide rules
+      can value positions at their own price scale (empty when the OMS does not supply them).
     """
 
     account: Account
@@ -222,25 +234,43 @@ class RiskContext:
     day_pnl: int
     now: dt.datetime
     monotonic_s: float
+    instruments: Mapping[str, Instrument] = attrs.field(factory=dict)
 
 
 @attrs.frozen
 class RiskRejection:
-    """Why a rule refused an order: a stable ``code`` and a ``reason`` a person understands."""
+    """Why a rule refused an order: a stable ``code`` and a ``reason`` a person understands.
+
+    ``code`` is machine-readable and never reworded (clients branch on it); ``reason`` names the
+    instrument or account and the numbers involved. ``kill_switch`` set to ``"halt"`` or
+    ``"reduce_only"`` asks the risk engine to trip the account's kill switch to that mode as well
+    (the daily loss limit does); the engine only ever makes a switch stricter this way.
+    """
 
     code: str
     reason: str
+    kill_switch: Literal["halt", "reduce_only"] | None = None
 
 
 @runtime_checkable
 class RiskRule(Protocol):
-    """One pre-trade check. Required: ``code`` and :meth:`check`.
+    """One pre-trade check.
 
-    ``check`` must be fast and must not block: it runs for every order, in the order path.
-    It returns ``None`` to let the order through or a :class:`RiskRejection`.
+    Required: ``code`` (the rule's stable rejection code; a rule with several failure kinds may
+    reject with more specific codes, each documented) and :meth:`check`.
+
+    Optional: ``commit(request, context) -> None``, called after the whole chain has accepted an
+    order, for rules that keep state about accepted orders (an order-rate window). The engine
+    looks it up once, when it builds the chain.
+
+    The engine builds each rule once per account, so state kept on the instance is that
+    account's. ``check`` runs for every order, in the order path: it must be fast, must not
+    block or do I/O, and must not change state (an order it passes may still be refused by a
+    later rule). It returns ``None`` to let the order through or a :class:`RiskRejection`.
     """
 
-    code: str
+    @property
+    def code(self) -> str: ...
 
     def check(self, request: OrderRequest, context: RiskContext) -> RiskRejection | None: ...
 

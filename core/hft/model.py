@@ -458,6 +458,23 @@ class Order:
         """Volume-weighted fill price in price units (exact, possibly fractional)."""
         return Decimal(self.filled_value) / self.filled_quantity if self.filled_quantity else None
 
+    def snapshot(self) -> Order:
+        """A copy that later changes to this order do not affect (cheap: fields are immutable
+        but for the history list, which is copied)."""
+        return Order(
+            self.order_id,
+            self.request,
+            self.user,
+            self.status,
+            self.broker_order_id,
+            self.exchange_order_id,
+            self.filled_quantity,
+            self.filled_value,
+            self.reason,
+            self.created_at,
+            list(self.history),
+        )
+
     def can_transition(self, status: OrderStatus) -> bool:
         return status in TRANSITIONS[self.status]
 
@@ -501,6 +518,8 @@ class OrderUpdate:
     broker_order_id: str
     status: OrderStatus
     instrument: str = ""
+    quantity: int | None = None  # the order's quantity as the broker now has it
+    price: int | None = None  # its limit price as the broker now has it, in price units
     filled_quantity: int = 0
     pending_quantity: int | None = None
     average_price: Decimal | None = None  # in price units, as the broker reports it

@@ -50,7 +50,7 @@ class MemoryStorage(Storage):
     async def append_order_events(self, events: Sequence[tuple[Order, str]]) -> list[int]:
         seqs = []
         for order, kind in events:
-            snapshot = _copy(order)
+            snapshot = order.snapshot()
             event = OrderEvent(seq=len(self._journal) + 1, order=snapshot, kind=kind, at=utcnow())
             self._journal.append(event)
             self._orders[order.order_id] = snapshot
@@ -58,10 +58,12 @@ class MemoryStorage(Storage):
         return seqs
 
     async def order_events(self, after_seq: int = 0, limit: int = 1000) -> list[OrderEvent]:
-        return [attrs.evolve(e, order=_copy(e.order)) for e in self._journal[after_seq:][:limit]]
+        return [
+            attrs.evolve(e, order=e.order.snapshot()) for e in self._journal[after_seq:][:limit]
+        ]
 
     async def load_orders(self, *, open_only: bool = False) -> list[Order]:
-        return [_copy(o) for o in self._orders.values() if not (open_only and o.is_terminal)]
+        return [o.snapshot() for o in self._orders.values() if not (open_only and o.is_terminal)]
 
     async def save_fills(self, fills: Sequence[Fill]) -> None:
         for fill in fills:
