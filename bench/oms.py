@@ -26,14 +26,14 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import hft  # noqa: E402
-from bench._report import machine, write_section  # noqa: E402
-from hft import _logging  # noqa: E402
-from hft._config import config_from_mapping, resolve_config  # noqa: E402
-from hft._host import Host  # noqa: E402
-from hft._plugins import PluginHost  # noqa: E402
-from hft.contracts import Broker, BrokerEvent  # noqa: E402
-from hft.model import (  # noqa: E402
+import hft
+from bench._report import machine, write_section
+from hft import _logging
+from hft._config import config_from_mapping, resolve_config
+from hft._host import Host
+from hft._plugins import PluginHost
+from hft.contracts import Broker, BrokerEvent
+from hft.model import (
     ConnectionEvent,
     ConnectionState,
     Environment,
@@ -50,7 +50,7 @@ from hft.model import (  # noqa: E402
     Tick,
     User,
 )
-from hft.testing._broker import DEFAULT_UNIVERSE  # noqa: E402
+from hft.testing._broker import DEFAULT_UNIVERSE
 
 
 class InstantBroker(Broker):
@@ -81,13 +81,21 @@ class InstantBroker(Broker):
             for event in batch:
                 yield event
 
-    async def place_order(self, broker_account: str, instrument: Instrument, request: OrderRequest) -> str:
+    async def place_order(
+        self, broker_account: str, instrument: Instrument, request: OrderRequest
+    ) -> str:
         self._next_id += 1
         broker_order_id = str(self._next_id)
         self._emit(OrderUpdate(self.name, broker_account, broker_order_id, OrderStatus.OPEN))
         return broker_order_id
 
-    async def modify_order(self, broker_account: str, broker_order_id: str, instrument: Instrument, request: ModifyRequest) -> None:
+    async def modify_order(
+        self,
+        broker_account: str,
+        broker_order_id: str,
+        instrument: Instrument,
+        request: ModifyRequest,
+    ) -> None:
         pass
 
     async def cancel_order(self, broker_account: str, broker_order_id: str) -> None:
@@ -118,6 +126,7 @@ def _plugin() -> types.SimpleNamespace:
         register("instant", lambda config, context: InstantBroker())
 
     return types.SimpleNamespace(hft_register_brokers=hft.hookimpl(hft_register_brokers))
+
 
 STORAGE_URL = ""
 
@@ -198,17 +207,30 @@ async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     _logging.configure(level="warning")
     with tempfile.TemporaryDirectory() as tmp:
         result = anyio.run(run, args.orders, args.concurrency, Path(tmp), backend="trio")
-    lines = [f"{key}: {value:,.3f}" if isinstance(value, float) else f"{key}: {value}" for key, value in result.items()]
+    lines = [
+        f"{key}: {value:,.3f}" if isinstance(value, float) else f"{key}: {value}"
+        for key, value in result.items()
+    ]
     print("\n".join(lines))
     if args.no_write:
         return
-    body = f"""Command: `python bench/oms.py --orders {args.orders} --concurrency {args.concurrency}` (run by `nox -s bench`).
+    command = f"python bench/oms.py --orders {args.orders} --concurrency {args.concurrency}"
+    row = " | ".join(
+        [
+            f"{result['orders']:,}",
+            f"{result['orders_per_s']:,.0f}",
+            f"{result['p50_ms']:.2f}",
+            f"{result['p99_ms']:.2f}",
+            f"{result['max_ms']:.2f}",
+        ]
+    )
+    body = f"""Command: `{command}` (run by `nox -s bench`).
 Machine: {machine()}.
 
 In-process host, an instant-ack broker, SQLite (WAL, `synchronous=FULL`) with group commit,
@@ -218,7 +240,7 @@ broker). Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
 
 | orders | orders/s | p50 ms | p99 ms | max ms |
 |---:|---:|---:|---:|---:|
-| {result['orders']:,} | {result['orders_per_s']:,.0f} | {result['p50_ms']:.2f} | {result['p99_ms']:.2f} | {result['max_ms']:.2f} |
+| {row} |
 """
     write_section("Order management throughput and latency", body)
 

@@ -34,6 +34,7 @@ from hft._errors import (
     NotFound,
     RiskRejected,
     ValidationError,
+    is_retryable,
 )
 from hft._portfolio import Portfolio
 from hft._resilience import Backoff, deadline
@@ -176,6 +177,28 @@ class _Journal:
         self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wakeup.set()
 
+    async def _write(
+        self, entries: list[_Entry], fills: list[Fill], positions: list[Position]
+    ) -> None:
+        """One batch. The three writes run concurrently so the store can commit them together."""
+
+        async def journal() -> None:
+            seqs = await self._storage.append_order_events([(e.order, e.kind) for e in entries])
+            for entry, seq in zip(entries, seqs, strict=True):
+                entry.seq = seq
+
+        try:
+            async with anyio.create_task_group() as tg:
+                if entries:
+                    tg.start_soon(journal)
+                if fills:
+                    tg.start_soon(self._storage.save_fills, fills)
+                if positions:
+                    snapshots = [attrs.evolve(p) for p in positions]
+                    tg.start_soon(self._storage.save_positions, snapshots)
+        except* HftError as group:
+            raise group.exceptions[0] from None
+
     async def run(self) -> None:
         backoff = Backoff(initial_s=0.05, max_s=5.0)
         while True:
@@ -189,22 +212,16 @@ class _Journal:
             positions, self._positions = list(self._positions.values()), {}
             try:
                 with anyio.CancelScope(shield=True):
-                    if entries:
-                        seqs = await self._storage.append_order_events(
-                            [(e.order, e.kind) for e in entries]
-                        )
-                        for entry, seq in zip(entries, seqs, strict=True):
-                            entry.seq = seq
-                    if fills:
-                        await self._storage.save_fills(fills)
-                    if positions:
-                        await self._storage.save_positions([attrs.evolve(p) for p in positions])
+                    await self._write(entries, fills, positions)
             except HftError as exc:
                 log.error("oms.journal_failed", error=str(exc), entries=len(entries))
-                waited = [e for e in entries if e.done is not None]
-                for entry in waited:
-                    entry.error = exc
-                    entry.done.set()  # type: ignore[union-attr]
+                for entry in entries:
+                    if entry.done is not None:
+                        entry.error = exc
+                        entry.done.set()
+                if not is_retryable(exc):
+                    # Never going to succeed as it is: keep serving; reconciliation repairs it.
+                    continue
                 # Broker-driven changes are kept and retried: they are already in memory.
                 self._entries[:0] = [e for e in entries if e.done is None]
                 self._fills[:0] = fills
