@@ -222,3 +222,49 @@ def test_accounts_override_risk_values_key_by_key() -> None:
         line.startswith("accounts.small.risk.limits.max_value: expected an integer")
         for line in lines
     )
+
+
+def test_list_settings_from_the_environment_are_comma_separated() -> None:
+    core = read_config(None, {"HFT_HOST__DISABLED_PLUGINS": "broken, other"})
+    assert core.host.disabled_plugins == ("broken", "other")
+
+
+def test_core_section_errors_are_all_reported_in_the_usual_format() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping({"host": {"shutdown_timeout_s": "x"}, "logging": {"level": "loud"}})
+    lines = info.value.message.splitlines()
+    assert "host.shutdown_timeout_s: expected a number, got 'x'" in lines
+    assert "logging.level: expected one of 'debug', 'info', 'warning', 'error', got 'loud'" in lines
+
+
+def test_accounts_of_a_sim_broker_are_sim_by_default() -> None:
+    def hft_register_brokers(register: Any) -> None:
+        register("paper", lambda config, context: None)
+
+    plugins = PluginHost.from_modules(
+        {"p": types.SimpleNamespace(hft_register_brokers=hft.hookimpl(hft_register_brokers))}
+    )
+    tree = {
+        "brokers": {"b": {"plugin": "paper", "environment": "sim"}},
+        "accounts": {"a": {"broker": "b"}, "l": {"broker": "b", "environment": "live"}},
+    }
+    config = resolve_config(config_from_mapping(tree), plugins)
+    assert config.accounts["a"].environment is Environment.SIM
+    assert config.accounts["l"].environment is Environment.LIVE
+
+
+def test_an_unconfigured_transport_that_needs_settings_is_left_off() -> None:
+    @attrs.frozen
+    class NeedsKey:
+        key: str
+
+    def hft_register_transports(register: Any) -> None:
+        register("keyed", lambda config, context: None, config=NeedsKey)
+
+    plugins = PluginHost.from_modules(
+        {"t": types.SimpleNamespace(hft_register_transports=hft.hookimpl(hft_register_transports))}
+    )
+    config = resolve_config(config_from_mapping({}), plugins)
+    assert not config.transports["keyed"].enabled
+    with pytest.raises(ConfigError, match=r"transports\.keyed\.key: missing"):
+        resolve_config(config_from_mapping({"transports": {"keyed": {}}}), plugins)

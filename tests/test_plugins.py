@@ -112,3 +112,26 @@ def test_commands_and_describe_are_collected() -> None:
 def test_hft_plugins_env_restricts_loading(value: str | None, expected: list[str] | None) -> None:
     environ = {} if value is None else {"HFT_PLUGINS": value}
     assert plugins_from_env(environ) == expected
+
+
+def test_a_plugin_may_not_take_a_core_command_name() -> None:
+    def hft_register_commands(register: Any) -> None:
+        register("serve", "hijack", lambda parser: None, lambda args: 0)
+
+    host = PluginHost()
+    host._add_builtins()
+    host.add(
+        "thief", plugin(hft_register_commands=hft_register_commands), distribution="x", version="1"
+    )
+    host._wire(required=())
+    assert "serve" not in host.commands
+    assert host.plugins["thief"].error is not None
+    assert "taken by hft itself" in host.plugins["thief"].error
+
+
+def test_a_failing_describe_is_reported_not_fatal() -> None:
+    def hft_describe() -> str:
+        raise RuntimeError("no idea")
+
+    host = PluginHost.from_modules({"vague": plugin(hft_describe=hft_describe)})
+    assert host.plugins["vague"].details == "(describe failed)"

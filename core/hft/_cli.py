@@ -15,7 +15,7 @@ import hft
 from hft import _logging
 from hft._config import Config, CoreConfig, read_config, resolve_config
 from hft._errors import ConfigError, HftError
-from hft._host import Host
+from hft._host import Host, open_storage, redact_url
 from hft._plugins import PluginHost, plugins_from_env
 
 __all__ = ["main"]
@@ -178,9 +178,10 @@ def _resolved(plugins: PluginHost, core: CoreConfig | None) -> Config:
 
 def _config_check(args: argparse.Namespace, *, plugins: PluginHost, core: CoreConfig | None) -> int:
     config = _resolved(plugins, core)
+    open_storage(config.storage.url, plugins)  # an unknown scheme fails here, not at serve time
     source = str(config.source) if config.source else "(none: embedded default)"
     print(f"config: {source}")
-    print(f"storage: {config.storage.url}")
+    print(f"storage: {redact_url(config.storage.url)}")
     for name, broker in config.brokers.items():
         print(f"broker {name}: plugin {broker.plugin}, {broker.environment}")
     for name, account in config.accounts.items():

@@ -18,12 +18,14 @@ import enum
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import attrs
 import cattrs
+import structlog
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from hft._errors import ConfigError
@@ -47,6 +49,8 @@ __all__ = [
     "resolve_config",
     "structure_section",
 ]
+
+log = structlog.get_logger("hft.config")
 
 CONFIG_ENV: Final = "HFT_CONFIG"
 DEFAULT_CONFIG_FILE: Final = "hft.toml"
@@ -208,8 +212,34 @@ def _structure_secret(value: object, _: type) -> Secret:
     raise ValueError("expected a string")
 
 
+def _is_str_tuple(t: object) -> bool:
+    return typing.get_origin(t) is tuple and typing.get_args(t) == (str, ...)
+
+
+def _structure_str_tuple(value: object, _: type) -> tuple[str, ...]:
+    # An environment override is a plain string: "a,b" means two names, not four characters.
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(_structure_str(item, str) for item in value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def _is_literal(t: object) -> bool:
+    return typing.get_origin(t) is typing.Literal
+
+
+def _structure_literal(value: object, cls: type) -> object:
+    allowed = typing.get_args(cls)
+    if value in allowed:
+        return value
+    raise ValueError(f"expected one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook_func(_is_str_tuple, _structure_str_tuple)
+    conv.register_structure_hook_func(_is_literal, _structure_literal)
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
@@ -317,15 +347,14 @@ def read_config(
 
 def config_from_mapping(tree: Mapping[str, Any], source: Path | None = None) -> CoreConfig:
     """The core sections of an already-parsed config tree (what tests and tools build)."""
-    unknown = sorted(set(tree) - _TOP_LEVEL)
-    if unknown:
-        raise ConfigError("\n".join(f"{key}: unknown section" for key in unknown))
-    return CoreConfig(
-        raw=tree,
-        source=source,
-        host=structure_section(tree.get("host", {}), HostSection, "host"),
-        logging=structure_section(tree.get("logging", {}), LoggingSection, "logging"),
+    errors = [f"{key}: unknown section" for key in sorted(set(tree) - _TOP_LEVEL)]
+    host = _collect(errors, structure_section, tree.get("host", {}), HostSection, "host")
+    logging = _collect(
+        errors, structure_section, tree.get("logging", {}), LoggingSection, "logging"
     )
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return CoreConfig(raw=tree, source=source, host=host, logging=logging)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,6 +442,10 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
     for account_id, data in account_tables.items():
         path = f"accounts.{account_id}"
         overrides, own = _split(data, ("risk",))
+        broker_section = brokers.get(own.get("broker"))  # type: ignore[arg-type]
+        if "environment" not in own and broker_section is not None:
+            # A sim broker's accounts are sim accounts unless the operator says otherwise.
+            own["environment"] = str(broker_section.environment)
         section = _collect(errors, structure_section, own, AccountSection, path)
         if section is None:
             continue
@@ -435,8 +468,22 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
             known = ", ".join(plugins.transports.names()) or "none installed"
             errors.append(f"transports.{name}: no transport plugin named {name!r} (known: {known})")
     for registration in plugins.transports:
-        own, rest = _split(transport_tables.get(registration.name, {}), ("enabled",))
         path = f"transports.{registration.name}"
+        if registration.name not in transport_tables:
+            # Not configured: runs on its defaults, unless it has settings with no default.
+            try:
+                settings = _plugin_settings({}, registration, path)
+            except ConfigError as exc:
+                transports[registration.name] = TransportSection(False, None)
+                log.warning(
+                    "config.transport_needs_settings",
+                    transport=registration.name,
+                    error=exc.message,
+                )
+                continue
+            transports[registration.name] = TransportSection(True, settings)
+            continue
+        own, rest = _split(transport_tables[registration.name], ("enabled",))
         enabled = _collect(
             errors, _structure_path_bool, own.get("enabled", True), f"{path}.enabled"
         )
@@ -485,6 +532,14 @@ def _resolve_risk(
             own.get("enabled", rule.enabled_by_default),
             f"{path}.enabled",
         )
+        if enabled is False and name not in tables and name not in overrides:
+            # An unconfigured rule that is off need not be buildable from defaults alone.
+            try:
+                settings = _plugin_settings({}, rule, path)
+            except ConfigError:
+                settings = None
+            chain[name] = RiskRuleSection(False, settings)
+            continue
         settings = _collect(errors, _plugin_settings, rest, rule, path)
         chain[name] = RiskRuleSection(bool(enabled), settings)
     return chain

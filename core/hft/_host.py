@@ -32,6 +32,7 @@ from hft._oms import OrderManager
 from hft._plugins import PluginContext, PluginHost
 from hft._portfolio import Portfolio
 from hft._resilience import Backoff
+from hft._secret import redact_url
 from hft._risk import RiskEngine
 from hft.contracts import Broker, BrokerEvent, MatchingEngine, Normaliser, Storage, Transport
 from hft.model import (
@@ -45,7 +46,7 @@ from hft.model import (
     Tick,
 )
 
-__all__ = ["BrokerHandle", "Host", "Services", "open_storage"]
+__all__ = ["BrokerHandle", "Host", "Services", "open_storage", "redact_url"]
 
 log = structlog.get_logger("hft.host")
 
@@ -199,7 +200,7 @@ class Host:
                         started = True
                         log.info(
                             "host.started",
-                            storage=_redact_url(config.storage.url),
+                            storage=redact_url(config.storage.url),
                             brokers=sorted(services.brokers),
                             accounts=sorted(services.accounts),
                             transports=services.transports,
@@ -411,7 +412,8 @@ class Host:
             log.warning("broker.subscribe_failed", broker=handle.name, error=str(exc))
 
     async def _call_lifecycle(self, hook_name: str, services: Services) -> None:
-        for impl in getattr(self.plugins.pm.hook, hook_name).get_hookimpls():
+        # pluggy's own call order: last registered first, tryfirst/trylast honoured.
+        for impl in reversed(getattr(self.plugins.pm.hook, hook_name).get_hookimpls()):
             try:
                 result: Awaitable[None] | None = impl.function(services=services)
                 if inspect.isawaitable(result):
@@ -436,11 +438,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return leaves
 
 
-def _redact_url(url: str) -> str:
-    """A storage URL without its password (``postgresql://u:***@host/db``)."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, location = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{location}"

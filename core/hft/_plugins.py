@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["PluginContext", "PluginHost", "PluginInfo", "Registration", "Registry"]
 
 ENTRY_POINT_GROUP: Final = "hft.plugins"
+#: Subcommands of ``hft`` that plugins may not register.
+CORE_COMMANDS: Final = frozenset({"version", "plugins", "config", "serve"})
 PLUGINS_ENV: Final = "HFT_PLUGINS"
 
 #: The core's own plugins: (name, module path). Registered before anything installed.
@@ -261,6 +263,8 @@ class PluginHost:
                 run: hookspecs.CommandRunner,
                 _plugin: str = impl.plugin_name,
             ) -> None:
+                if name in CORE_COMMANDS:
+                    raise PluginError(f"command name {name!r} is taken by hft itself")
                 self.commands.add(Registration(name, (help, configure, run), _plugin))
 
             self._guarded(impl, "hft_register_commands", register_command, required)
@@ -336,7 +340,12 @@ class PluginHost:
             )
             details = None
             if "hft_describe" in hooks:
-                details = plugin.hft_describe()
+                try:
+                    details = plugin.hft_describe()
+                except Exception as exc:
+                    # A description is cosmetic: it must never stop the command line.
+                    log.warning("plugins.describe_failed", plugin=name, error=repr(exc))
+                    details = "(describe failed)"
             self.plugins[name] = attrs.evolve(info, hooks=hooks, details=details)
 
     # Queries ----------------------------------------------------------------------------------
@@ -351,4 +360,3 @@ def plugins_from_env(environ: Mapping[str, str] = os.environ) -> list[str] | Non
     if raw is None:
         return None
     return [name.strip() for name in raw.split(",") if name.strip()]
-

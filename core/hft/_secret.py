@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import weakref
 from typing import Final
 
-__all__ = ["Secret", "known_secrets"]
+__all__ = ["Secret", "known_secrets", "redact_url"]
 
 # Every secret value alive in the process, so that the log redactor can scrub it from any text.
 _live: Final[weakref.WeakSet[Secret]] = weakref.WeakSet()
@@ -44,3 +45,16 @@ class Secret:
 def known_secrets() -> list[str]:
     """The values of every live :class:`Secret`, longest first (for redaction)."""
     return sorted((s.reveal() for s in list(_live)), key=len, reverse=True)
+
+
+_QUERY_PASSWORD: Final = re.compile(r"((?:^|&)password=)[^&]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and logs (``postgresql://u:***@h/db``)."""
+    base, sep, query = url.partition("?")
+    scheme, colons, rest = base.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if at and ":" in credentials:
+        base = f"{scheme}{colons}{credentials.split(':', 1)[0]}:***@{location}"
+    return base + sep + _QUERY_PASSWORD.sub(r"\1***", query)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, Self, TypeAlias, runtime_ch
 import attrs
 
 from hft._errors import NotFound
+from hft._plugins import PluginContext
 from hft.model import (
     Account,
     ConnectionEvent,
@@ -45,12 +46,24 @@ __all__ = [
     "MatchingEngine",
     "Normaliser",
     "OrderEvent",
+    "PluginContext",
     "RiskContext",
     "RiskRejection",
     "RiskRule",
+    "Services",
     "Storage",
+    "TaskStatus",
     "Transport",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Services lives with the host, which imports this module: resolve it on first use.
+    if name == "Services":
+        from hft._host import Services
+
+        return Services
+    raise AttributeError(f"module 'hft.contracts' has no attribute {name!r}")
 
 #: Everything a broker's event stream yields.
 BrokerEvent: TypeAlias = Tick | OrderUpdate | Fill | ConnectionEvent

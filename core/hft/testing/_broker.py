@@ -4,10 +4,12 @@
 universe with last prices, every account's orders and fills, and positions built from those
 fills. :class:`TestBroker` is one login's connection to a venue and honours the whole ``Broker``
 contract. The venue outlives its brokers, so a crash test can abandon a broker (and its host),
-connect a new one to the same venue and reconcile against the books.
+connect a new one to the same venue and reconcile against the books; kept in a ``state_file``, it
+outlives the process too (see *Persistence*).
 
 Nothing here is random and no decision reads the clock: the same calls give the same events, ids
-and books. Timestamps come from ``clock`` (the wall clock unless a test passes its own).
+and books. Timestamps come from ``clock`` (the wall clock unless a test passes its own), read
+once per call that changes the venue: everything one call does carries the same time.
 
 How an order lives
 ------------------
@@ -54,20 +56,41 @@ buffered with :meth:`TestBroker.take_events` (handy in tests that step the venue
 keeps trading and the REST-like calls (orders, trades, positions, placing) keep working.
 ``resync`` emits ``RESYNCED`` and a snapshot tick per subscription: the books are the truth to
 reconcile against. :meth:`TestVenue.drop_connection` does both at once.
+
+Persistence
+-----------
+A real broker outlives the host that trades on it; a crash test needs a venue that does as well.
+With ``state_file`` the venue is kept as an append-only operation log, one JSON object per line:
+a header with what the venue was built from (accounts, mode, instruments and opening prices),
+then every call that changed it (``place``, ``modify``, ``cancel``, ``set_last_price``, ``fill``,
+``reject_next``, ``hold_acks``, ``ack``, ``reject``, ``expire_day_orders``) with its arguments
+and its instant. A record is flushed and fsynced before the call returns, as a broker's
+acknowledgement is durable; a refused call changes nothing and is not logged. Connection controls
+are not logged: a stream belongs to a process, and a rebuilt venue starts connected.
+
+A venue built on an existing file replays it before any broker can attach, so no event is sent,
+and since the venue is deterministic it comes back with the same order ids, exchange ids, fill
+ids, timestamps, books and positions. A torn last line (a crash mid-write, so never
+acknowledged) is dropped; a file written by a venue built differently raises
+:class:`~hft.ConfigError`, and one that does not replay raises :class:`~hft.ValidationError`.
+Without a file nothing is written and no record is even built.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import json
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Final
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import anyio
 import anyio.lowlevel
 import attrs
 
-from hft._errors import BrokerRejected, NetworkError, NotFound, ValidationError
+from hft._errors import BrokerRejected, ConfigError, NetworkError, NotFound, ValidationError
 from hft.contracts import Broker, BrokerEvent
 from hft.model import (
     ConnectionEvent,
@@ -90,6 +113,7 @@ from hft.model import (
     StreamMode,
     Tick,
     TimeInForce,
+    converter,
     utcnow,
 )
 
@@ -126,6 +150,9 @@ _ACKED: Final = frozenset({OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED})
 _STOPS: Final = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 _DEPTH_LEVELS: Final = 5
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LOG_VERSION: Final = 1
+
+_T = TypeVar("_T")
 
 
 @attrs.define
@@ -197,6 +224,62 @@ class _PositionBook:
         p.quantity += quantity * side.sign
 
 
+class _OperationLog:
+    """A venue's state file: one JSON object per line, the first describing the venue.
+
+    Each record is written, flushed and fsynced before the operation it records returns, as a
+    real broker's acknowledgement is durable. A crash can only tear the last line, and that
+    operation never returned: :meth:`load` cuts it off.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path: Final = path
+
+    def load(self) -> list[dict[str, Any]]:
+        """Every complete record, oldest first (none when the file is missing or empty)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            with self.path.open("r+b") as file:
+                file.truncate(complete)
+                os.fsync(file.fileno())
+        records: list[dict[str, Any]] = []
+        for line, raw in enumerate(data[:complete].splitlines(), start=1):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("op"), str):
+                raise ValidationError(
+                    f"{self.path}:{line}: not a venue operation record", code="bad_state_file"
+                )
+            records.append(record)
+        return records
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        """Begin a new log with ``header``, durably: the file's directory entry too."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.append(header)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        line = memoryview(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while line:
+                line = line[os.write(fd, line) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class TestVenue:
     """The venue behind :class:`TestBroker`: market, books, positions and the controls tests drive.
 
@@ -205,6 +288,8 @@ class TestVenue:
     :param accounts: the broker-side account codes one login may trade.
     :param instant: acknowledge without a ``PENDING`` update and fill marketable orders at once.
     :param clock: where timestamps come from; nothing the venue decides depends on it.
+    :param state_file: keep the venue in this operation log (see *Persistence* above): replay it
+        if it exists, then append every change. ``None`` keeps the venue in memory only.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -216,6 +301,7 @@ class TestVenue:
         *,
         instant: bool = False,
         clock: Callable[[], dt.datetime] = utcnow,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if not accounts or len(set(accounts)) != len(accounts):
             raise ValidationError("a venue needs one or more distinct account codes")
@@ -237,6 +323,18 @@ class TestVenue:
         self._order_seq = 0
         self._exchange_seq = 0
         self._fill_seq = 0
+        # The instant of the operation under way: every timestamp it makes is this one, so that
+        # a replayed operation stamps its orders and fills exactly as the original did.
+        self._now: dt.datetime | None = None
+        self._log: _OperationLog | None = None
+        if state_file is not None:
+            self._log = _OperationLog(Path(state_file))
+            self._restore(instruments)
+
+    @property
+    def state_file(self) -> Path | None:
+        """The operation log the venue is kept in, or ``None`` when it lives in memory only."""
+        return self._log.path if self._log is not None else None
 
     # Market -----------------------------------------------------------------------------------
 
@@ -254,23 +352,11 @@ class TestVenue:
 
     def set_last_price(self, instrument: Instrument | str, price: int) -> None:
         """Trade one lot at ``price``: ticks go out, stops trigger, marketable orders fill."""
-        market = self._market(instrument)
-        market.instrument.check_price(price)
-        market.trade(price, market.instrument.lot_size)
-        self._broadcast_tick(market)
-        for venue_order in list(self._orders.values()):
-            if venue_order.instrument.key != market.instrument.key:
-                continue
-            if venue_order.order.status not in _ACKED:
-                continue
-            self._trigger(venue_order)
-            kind = venue_order.marketable_as
-            if kind is OrderType.MARKET:
-                self._execute(venue_order, venue_order.order.remaining_quantity, price)
-            elif kind is OrderType.LIMIT and self._crosses(venue_order, price):
-                limit = venue_order.order.request.price
-                assert limit is not None  # a limit-type request always has one
-                self._execute(venue_order, venue_order.order.remaining_quantity, limit)
+        key = self._market(instrument).instrument.key
+        self._operation(
+            lambda: self._set_last_price(key, price),
+            lambda: {"op": "set_last_price", "instrument": key, "price": price},
+        )
 
     # Order controls ---------------------------------------------------------------------------
 
@@ -278,28 +364,29 @@ class TestVenue:
         """Accept the next order placed, then reject it with ``reason`` (calls queue up)."""
         if not reason:
             raise ValidationError("a rejection needs a reason")
-        self._rejections.append(reason)
+        self._operation(
+            lambda: self._rejections.append(reason),
+            lambda: {"op": "reject_next", "reason": reason},
+        )
 
     def hold_acks(self, hold: bool = True) -> None:
         """Keep new orders ``PENDING`` until :meth:`ack` (``hold=False`` acks every held order)."""
-        self._holding = hold
-        if not hold:
-            for broker_order_id in list(self._held):
-                self.ack(broker_order_id)
+        self._operation(lambda: self._hold_acks(hold), lambda: {"op": "hold_acks", "hold": hold})
 
     def ack(self, broker_order_id: str) -> None:
         """Acknowledge a held ``PENDING`` order."""
-        venue_order = self._pending(broker_order_id)
-        self._held.remove(broker_order_id)
-        self._acknowledge(venue_order)
+        self._operation(
+            lambda: self._ack(broker_order_id), lambda: {"op": "ack", "order": broker_order_id}
+        )
 
     def reject(self, broker_order_id: str, reason: str) -> None:
         """Reject a held ``PENDING`` order with ``reason``."""
         if not reason:
             raise ValidationError("a rejection needs a reason")
-        venue_order = self._pending(broker_order_id)
-        self._held.remove(broker_order_id)
-        self._set_status(venue_order, OrderStatus.REJECTED, reason)
+        self._operation(
+            lambda: self._reject(broker_order_id, reason),
+            lambda: {"op": "reject", "order": broker_order_id, "reason": reason},
+        )
 
     def fill(
         self, broker_order_id: str, quantity: int | None = None, price: int | None = None
@@ -309,29 +396,14 @@ class TestVenue:
         ``price`` defaults to the order's limit price, else the last price. The fill does not
         move the last price; :meth:`set_last_price` does that.
         """
-        venue_order = self._order(broker_order_id)
-        order = venue_order.order
-        if order.status not in _LIVE:
-            raise ValidationError(
-                f"order {broker_order_id} is {order.status}, nothing to fill", code="order_not_live"
-            )
-        if price is None:
-            price = order.request.price or self.last_price(venue_order.instrument)
-        venue_order.instrument.check_price(price)
-        quantity = order.remaining_quantity if quantity is None else quantity
-        fill = self._execute(venue_order, quantity, price)
-        if broker_order_id in self._held:  # the exchange filled it before the ack came back
-            self._held.remove(broker_order_id)
-        return fill
+        return self._operation(
+            lambda: self._fill(broker_order_id, quantity, price),
+            lambda: {"op": "fill", "order": broker_order_id, "quantity": quantity, "price": price},
+        )
 
     def expire_day_orders(self) -> None:
         """End the session: every live ``DAY`` order becomes ``EXPIRED``."""
-        for venue_order in list(self._orders.values()):
-            order = venue_order.order
-            if order.status in _LIVE and order.request.time_in_force is TimeInForce.DAY:
-                if order.order_id in self._held:
-                    self._held.remove(order.order_id)
-                self._set_status(venue_order, OrderStatus.EXPIRED, "end of the trading session")
+        self._operation(self._expire_day_orders, lambda: {"op": "expire_day_orders"})
 
     # Connection controls ----------------------------------------------------------------------
 
@@ -360,13 +432,46 @@ class TestVenue:
     # What the brokers call ---------------------------------------------------------------------
 
     def _place(self, account: str, instrument: Instrument, request: OrderRequest) -> str:
+        key = instrument.key
+        return self._operation(
+            lambda: self._place_order(account, key, request),
+            lambda: {
+                "op": "place",
+                "account": account,
+                "instrument": key,
+                "request": converter.unstructure(request),
+            },
+        )
+
+    def _modify(
+        self, account: str, broker_order_id: str, instrument: Instrument, request: ModifyRequest
+    ) -> None:
+        key = instrument.key
+        self._operation(
+            lambda: self._modify_order(account, broker_order_id, key, request),
+            lambda: {
+                "op": "modify",
+                "account": account,
+                "order": broker_order_id,
+                "instrument": key,
+                "change": converter.unstructure(request),
+            },
+        )
+
+    def _cancel(self, account: str, broker_order_id: str) -> None:
+        self._operation(
+            lambda: self._cancel_order(account, broker_order_id),
+            lambda: {"op": "cancel", "account": account, "order": broker_order_id},
+        )
+
+    def _place_order(self, account: str, key: str, request: OrderRequest) -> str:
         if account not in self.accounts:
             raise BrokerRejected(
                 f"account {account!r} is not served by this login", code="unknown_account"
             )
-        market = self._markets.get(instrument.key)
+        market = self._markets.get(key)
         if market is None:
-            raise BrokerRejected(f"unknown instrument {instrument.key}", code="unknown_instrument")
+            raise BrokerRejected(f"unknown instrument {key}", code="unknown_instrument")
         instrument = market.instrument  # the venue's definition, not the caller's copy
         if request.instrument != instrument.key:
             raise BrokerRejected(
@@ -386,7 +491,7 @@ class TestVenue:
 
         self._order_seq += 1
         broker_order_id = f"TB{self._order_seq:08d}"
-        now = self._clock()
+        now = self._stamp()
         order = Order(broker_order_id, request, user=account, created_at=now)
         order.transition(OrderStatus.PENDING, at=now)
         venue_order = _VenueOrder(
@@ -403,15 +508,14 @@ class TestVenue:
             self._acknowledge(venue_order)
         return broker_order_id
 
-    def _modify(
-        self, account: str, broker_order_id: str, instrument: Instrument, request: ModifyRequest
+    def _modify_order(
+        self, account: str, broker_order_id: str, key: str, request: ModifyRequest
     ) -> None:
         venue_order = self._owned(account, broker_order_id)
         order = venue_order.order
-        if instrument.key != venue_order.instrument.key:
+        if key != venue_order.instrument.key:
             raise BrokerRejected(
-                f"order {broker_order_id} is for {venue_order.instrument.key}, "
-                f"not {instrument.key}",
+                f"order {broker_order_id} is for {venue_order.instrument.key}, not {key}",
                 code="instrument_mismatch",
             )
         if order.status is OrderStatus.PENDING:
@@ -459,7 +563,7 @@ class TestVenue:
         if self.instant:
             self._take_liquidity(venue_order)
 
-    def _cancel(self, account: str, broker_order_id: str) -> None:
+    def _cancel_order(self, account: str, broker_order_id: str) -> None:
         venue_order = self._owned(account, broker_order_id)
         if venue_order.order.status not in _LIVE:
             raise BrokerRejected(
@@ -488,7 +592,7 @@ class TestVenue:
 
     def _tick(self, instrument: Instrument | str, mode: StreamMode) -> Tick:
         market = self._market(instrument)
-        stamp = (self._clock() - _EPOCH) // dt.timedelta(microseconds=1) * 1000
+        stamp = (self._stamp() - _EPOCH) // dt.timedelta(microseconds=1) * 1000
         tick = Tick(market.instrument.key, mode, market.last, timestamp_ns=stamp)
         if mode is StreamMode.LTP:
             return tick
@@ -512,6 +616,157 @@ class TestVenue:
     def _detach(self, session: TestBroker) -> None:
         if session in self._sessions:
             self._sessions.remove(session)
+
+    # Operations: what the public controls and the broker calls do, and how they are logged -----
+
+    def _operation(self, run: Callable[[], _T], record: Callable[[], dict[str, Any]]) -> _T:
+        """Run one externally caused change at one instant; log it once it has succeeded.
+
+        A refused call changes nothing (every check comes before the first change), so only
+        calls that return are logged. The record is built only when there is a log.
+        """
+        if self._now is not None:  # inside another operation, or replaying: logged by the outer
+            return run()
+        now = self._now = self._clock()
+        try:
+            result = run()
+        finally:
+            self._now = None
+        if self._log is not None:
+            entry = record()
+            entry["at"] = now.isoformat()
+            self._log.append(entry)
+        return result
+
+    def _stamp(self) -> dt.datetime:
+        return self._now if self._now is not None else self._clock()
+
+    def _set_last_price(self, key: str, price: int) -> None:
+        market = self._market(key)
+        market.instrument.check_price(price)
+        market.trade(price, market.instrument.lot_size)
+        self._broadcast_tick(market)
+        for venue_order in list(self._orders.values()):
+            if venue_order.instrument.key != market.instrument.key:
+                continue
+            if venue_order.order.status not in _ACKED:
+                continue
+            self._trigger(venue_order)
+            kind = venue_order.marketable_as
+            if kind is OrderType.MARKET:
+                self._execute(venue_order, venue_order.order.remaining_quantity, price)
+            elif kind is OrderType.LIMIT and self._crosses(venue_order, price):
+                limit = venue_order.order.request.price
+                assert limit is not None  # a limit-type request always has one
+                self._execute(venue_order, venue_order.order.remaining_quantity, limit)
+
+    def _hold_acks(self, hold: bool) -> None:
+        self._holding = hold
+        if not hold:
+            for broker_order_id in list(self._held):
+                self._ack(broker_order_id)
+
+    def _ack(self, broker_order_id: str) -> None:
+        venue_order = self._pending(broker_order_id)
+        self._held.remove(broker_order_id)
+        self._acknowledge(venue_order)
+
+    def _reject(self, broker_order_id: str, reason: str) -> None:
+        venue_order = self._pending(broker_order_id)
+        self._held.remove(broker_order_id)
+        self._set_status(venue_order, OrderStatus.REJECTED, reason)
+
+    def _fill(self, broker_order_id: str, quantity: int | None, price: int | None) -> Fill:
+        venue_order = self._order(broker_order_id)
+        order = venue_order.order
+        if order.status not in _LIVE:
+            raise ValidationError(
+                f"order {broker_order_id} is {order.status}, nothing to fill", code="order_not_live"
+            )
+        if price is None:
+            price = order.request.price or self.last_price(venue_order.instrument)
+        venue_order.instrument.check_price(price)
+        quantity = order.remaining_quantity if quantity is None else quantity
+        fill = self._execute(venue_order, quantity, price)
+        if broker_order_id in self._held:  # the exchange filled it before the ack came back
+            self._held.remove(broker_order_id)
+        return fill
+
+    def _expire_day_orders(self) -> None:
+        for venue_order in list(self._orders.values()):
+            order = venue_order.order
+            if order.status in _LIVE and order.request.time_in_force is TimeInForce.DAY:
+                if order.order_id in self._held:
+                    self._held.remove(order.order_id)
+                self._set_status(venue_order, OrderStatus.EXPIRED, "end of the trading session")
+
+    # Persistence ------------------------------------------------------------------------------
+
+    def _header(self, instruments: Mapping[Instrument, int]) -> dict[str, Any]:
+        """The log's first record: what the venue was built with, which replay depends on."""
+        header = {
+            "op": "venue",
+            "version": _LOG_VERSION,
+            "accounts": list(self.accounts),
+            "instant": self.instant,
+            "instruments": [[converter.unstructure(i), p] for i, p in instruments.items()],
+        }
+        normalised: dict[str, Any] = json.loads(json.dumps(header))
+        return normalised
+
+    def _restore(self, instruments: Mapping[Instrument, int]) -> None:
+        """Replay the log, if any, else start one. No session is attached yet: nothing is sent."""
+        assert self._log is not None
+        header = self._header(instruments)
+        records = self._log.load()
+        if not records:
+            self._log.start(header)
+            return
+        path = self._log.path
+        if records[0] != header:
+            differ = [k for k in header if records[0].get(k) != header[k]] or ["op"]
+            raise ConfigError(
+                f"{path} was written by another venue (its {', '.join(differ)} differ); "
+                "configure the venue as it was, or start a new state file"
+            )
+        for line, record in enumerate(records[1:], start=2):
+            try:
+                self._now = dt.datetime.fromisoformat(record["at"])
+                self._redo(record)
+            except Exception as exc:
+                raise ValidationError(
+                    f"{path}:{line}: cannot replay {record.get('op')!r}: {exc}",
+                    code="bad_state_file",
+                ) from exc
+            finally:
+                self._now = None
+
+    def _redo(self, record: Mapping[str, Any]) -> None:
+        match record["op"]:
+            case "place":
+                request = converter.structure(record["request"], OrderRequest)
+                self._place_order(record["account"], record["instrument"], request)
+            case "modify":
+                change = converter.structure(record["change"], ModifyRequest)
+                self._modify_order(record["account"], record["order"], record["instrument"], change)
+            case "cancel":
+                self._cancel_order(record["account"], record["order"])
+            case "set_last_price":
+                self._set_last_price(record["instrument"], record["price"])
+            case "reject_next":
+                self._rejections.append(record["reason"])
+            case "hold_acks":
+                self._hold_acks(record["hold"])
+            case "ack":
+                self._ack(record["order"])
+            case "reject":
+                self._reject(record["order"], record["reason"])
+            case "fill":
+                self._fill(record["order"], record["quantity"], record["price"])
+            case "expire_day_orders":
+                self._expire_day_orders()
+            case op:
+                raise ValidationError(f"unknown operation {op!r}")
 
     # Internals --------------------------------------------------------------------------------
 
@@ -624,7 +879,7 @@ class TestVenue:
         order = venue_order.order
         order.record_fill(quantity, price)
         self._reach_exchange(order)
-        now = self._clock()
+        now = self._stamp()
         self._fill_seq += 1
         request = order.request
         fill = Fill(
@@ -658,7 +913,7 @@ class TestVenue:
         return OrderStatus.PARTIALLY_FILLED if order.filled_quantity else OrderStatus.OPEN
 
     def _set_status(self, venue_order: _VenueOrder, status: OrderStatus, reason: str = "") -> None:
-        now = self._clock()
+        now = self._stamp()
         venue_order.order.transition(status, reason, at=now)
         venue_order.update = self._view(
             venue_order.account, venue_order.instrument, venue_order.order, now
