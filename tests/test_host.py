@@ -43,6 +43,7 @@ class ScriptedBroker(Broker):
         self.failures = list(failures)
         self.connect_calls = 0
         self.closed = False
+        self.streaming = False
         self.send, self._receive = anyio.create_memory_object_stream[BrokerEvent](100)
 
     async def connect(self) -> None:
@@ -53,8 +54,11 @@ class ScriptedBroker(Broker):
     async def close(self) -> None:
         self.closed = True
         await self.send.aclose()
+        if not self.streaming:
+            self._receive.close()  # events() never ran (a failed login): nobody else will
 
     async def events(self) -> AsyncIterator[BrokerEvent]:  # type: ignore[override]
+        self.streaming = True
         async with self._receive:
             async for event in self._receive:
                 yield event
