@@ -32,9 +32,9 @@ from hft._oms import OrderManager
 from hft._plugins import PluginContext, PluginHost
 from hft._portfolio import Portfolio
 from hft._resilience import Backoff
-from hft._secret import redact_url
 from hft._risk import RiskEngine
-from hft.contracts import Broker, BrokerEvent, MatchingEngine, Normaliser, Storage, Transport
+from hft._secret import redact_url
+from hft.contracts import Broker, BrokerEvent, Storage, Transport
 from hft.model import (
     Account,
     ConnectionEvent,
@@ -81,13 +81,6 @@ class Services:
     oms: OrderManager
     transports: dict[str, str] = attrs.field(factory=dict)  # name → bound address
     _listeners: list[Callable[[str, BrokerEvent], None]] = attrs.field(factory=list)
-
-    def matching_engine(self, name: str = "ext", **options: Any) -> MatchingEngine:
-        """A fresh order book from the named matching-engine plugin."""
-        return self.plugins.engines.get(name).factory(**options)
-
-    def normaliser(self, name: str, instruments: list[Instrument]) -> Normaliser:
-        return self.plugins.normalisers.get(name).factory(instruments)
 
     def instrument(self, broker: str, key: str) -> Instrument | None:
         """``key`` (``NSE:INFY``) as ``broker`` lists it, once that broker has connected."""
@@ -243,7 +236,9 @@ class Host:
         brokers: dict[str, BrokerHandle] = {}
         for name, section in config.brokers.items():
             factory = self.plugins.brokers.get(section.plugin).factory
-            broker = factory(section.settings, PluginContext(name, config.host.data_dir, storage))
+            broker = factory(
+                section.settings, PluginContext(name, config.host.data_dir, storage, self.plugins)
+            )
             broker.name = name
             brokers[name] = BrokerHandle(name, broker, section)
         accounts = await self._accounts(storage)
@@ -282,7 +277,7 @@ class Host:
         for name, section in self.config.transports.items():
             if not section.enabled:
                 continue
-            context = PluginContext(name, services.data_dir, services.storage)
+            context = PluginContext(name, services.data_dir, services.storage, self.plugins)
             transport = self.plugins.transports.get(name).factory(section.settings, context)
             transport.name = name
             address = await transports.start(self._run_transport, transport, services)
@@ -436,5 +431,3 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for exc in group.exceptions:
         leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return leaves
-
-

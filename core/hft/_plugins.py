@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -24,7 +24,8 @@ from hft import hookspecs
 from hft._errors import PluginError
 
 if TYPE_CHECKING:
-    from hft.contracts import Storage
+    from hft.contracts import MatchingEngine, Normaliser, Storage
+    from hft.model import Instrument
 
 __all__ = ["PluginContext", "PluginHost", "PluginInfo", "Registration", "Registry"]
 
@@ -60,11 +61,31 @@ class PluginInfo:
 
 @attrs.frozen
 class PluginContext:
-    """What a broker or transport factory receives besides its own config section."""
+    """What a broker or transport factory receives besides its own config section.
 
-    name: str  # the configured instance name ([brokers.<name>] / [transports.<name>])
+    ``name`` is the configured instance name (``[brokers.<name>]``, ``[transports.<name>]``),
+    ``data_dir`` the host's data directory, ``storage`` the open store. Matching engines and
+    normalisers registered by any plugin are built through :meth:`matching_engine` and
+    :meth:`normaliser`, so a plugin never imports another plugin's package.
+    """
+
+    name: str
     data_dir: Path
     storage: Storage
+    plugins: PluginHost | None = None
+
+    def matching_engine(self, name: str = "ext", **options: Any) -> MatchingEngine:
+        """A fresh order book from the matching engine registered as ``name``."""
+        return self._host().engines.get(name).factory(**options)
+
+    def normaliser(self, name: str, instruments: Sequence[Instrument]) -> Normaliser:
+        """The normaliser registered as ``name``, built for ``instruments``."""
+        return self._host().normalisers.get(name).factory(instruments)
+
+    def _host(self) -> PluginHost:
+        if self.plugins is None:
+            raise PluginError("this context was built without access to the plugin registries")
+        return self.plugins
 
 
 @attrs.frozen

@@ -65,6 +65,7 @@ def __getattr__(name: str) -> object:
         return Services
     raise AttributeError(f"module 'hft.contracts' has no attribute {name!r}")
 
+
 #: Everything a broker's event stream yields.
 BrokerEvent: TypeAlias = Tick | OrderUpdate | Fill | ConnectionEvent
 
@@ -414,8 +415,70 @@ class TaskStatus(Protocol):
 # ----------------------------------------------------------------------------------------------
 
 
+class EngineCodes:
+    """The integer codes a :class:`MatchingEngine` takes and reports, by name.
+
+    Engines work in plain integers so the per-order path allocates nothing; these names are
+    what callers write instead of the numbers. ``docs/matching.md`` defines each one.
+    """
+
+    # Sides.
+    BUY = 0
+    SELL = 1
+
+    # Order types.
+    LIMIT = 0
+    MARKET = 1
+    STOP = 2  # becomes a market order when triggered
+    STOP_LIMIT = 3  # becomes a limit order at its price when triggered
+
+    # Time in force.
+    GTC = 0
+    DAY = 1  # cancelled by ``expire_day``
+    IOC = 2
+    FOK = 3
+
+    # Self-trade prevention (the engine factory's ``self_trade`` option).
+    STP_ALLOW = 0
+    STP_CANCEL_RESTING = 1
+    STP_CANCEL_INCOMING = 2
+
+    # Event kinds.
+    ACCEPTED = 1
+    REJECTED = 2
+    FILL = 3
+    CANCELLED = 4
+    TRIGGERED = 5
+    MODIFIED = 6
+
+    # Reasons on REJECTED and CANCELLED events (0 on every other event).
+    NO_REASON = 0
+    UNKNOWN_ORDER = 1
+    DUPLICATE_ORDER_ID = 2
+    INVALID_QUANTITY = 3
+    INVALID_SIDE = 4
+    INVALID_ORDER_TYPE = 5
+    INVALID_TIME_IN_FORCE = 6
+    POST_ONLY_WOULD_CROSS = 7
+    INVALID_POST_ONLY = 8
+    STOP_NOT_MODIFIABLE = 9
+    CANCEL_REQUESTED = 10
+    IOC_REMAINDER = 11
+    FOK_UNFILLABLE = 12
+    MARKET_REMAINDER = 13
+    SELF_TRADE = 14
+    EXPIRED = 15
+
+
 class EngineEvent(Protocol):
-    """An outcome of a matching-engine call; see :class:`MatchingEngine`."""
+    """One outcome of a :class:`MatchingEngine` call. Every field is always set.
+
+    ``order_id``, ``owner`` and ``side`` are those of the order the event is about (the
+    incoming, taking order for a fill); ``remaining`` is that order's open quantity after the
+    event. ``price`` and ``quantity`` depend on ``kind``; ``maker_id``, ``maker_owner``,
+    ``maker_remaining`` and ``trade_id`` are set on fills only (0 otherwise); ``reason`` on
+    rejections and cancellations only. The table per kind is in ``docs/matching.md``.
+    """
 
     @property
     def kind(self) -> int: ...
@@ -423,14 +486,82 @@ class EngineEvent(Protocol):
     @property
     def order_id(self) -> int: ...
 
+    @property
+    def owner(self) -> int: ...
+
+    @property
+    def side(self) -> int: ...
+
+    @property
+    def price(self) -> int: ...
+
+    @property
+    def quantity(self) -> int: ...
+
+    @property
+    def remaining(self) -> int: ...
+
+    @property
+    def maker_id(self) -> int: ...
+
+    @property
+    def maker_owner(self) -> int: ...
+
+    @property
+    def maker_remaining(self) -> int: ...
+
+    @property
+    def reason(self) -> int: ...
+
+    @property
+    def trade_id(self) -> int: ...
+
+    def copy(self) -> EngineEvent:
+        """A detached copy of a borrowed event."""
+        ...
+
 
 class MatchingEngine(Protocol):
-    """A price-time priority order book for one instrument (prices in ticks, integer quantities).
+    """A price-time priority order book for one instrument, built by a registered factory.
 
-    Every call appends its outcomes to an event buffer that :meth:`take_events` drains. The
-    precise semantics and event fields are those of the registered engine (``hft-ext``'s are
-    documented in ``docs/matching.md``).
+    Prices are integer ticks, quantities positive integers, ids and owners integers; all fit in
+    a signed 64-bit integer. Codes are those of :class:`EngineCodes`.
+
+    Every method is required. Each call that changes the book (:meth:`submit`, :meth:`cancel`,
+    :meth:`modify`, :meth:`expire_day`) first clears the event buffer and then records its
+    outcomes in it, in the order they happened. :meth:`take_events` hands them to the caller,
+    who owns them from then on; :meth:`event` lends one without copying, valid only until the
+    next call. A bad request never raises: it produces a REJECTED event with a reason.
+    ``hft-ext``'s ``docs/matching.md`` gives the semantics precisely.
     """
+
+    @property
+    def n_fills(self) -> int:
+        """Fills since the engine was built."""
+        ...
+
+    @property
+    def filled_qty(self) -> int:
+        """Quantity traded since the engine was built."""
+        ...
+
+    @property
+    def self_trade(self) -> int:
+        """The self-trade prevention mode (``EngineCodes.STP_*``)."""
+        ...
+
+    @property
+    def live_orders(self) -> int:
+        """Orders resting in the book (waiting stops excluded)."""
+        ...
+
+    @property
+    def waiting_stops(self) -> int: ...
+
+    @property
+    def event_count(self) -> int:
+        """Events of the last call not yet taken."""
+        ...
 
     def submit(
         self,
@@ -439,20 +570,48 @@ class MatchingEngine(Protocol):
         side: int,
         price: int,
         quantity: int,
-        order_type: int,
-        time_in_force: int,
-        stop_price: int,
-        post_only: bool,
-    ) -> None: ...
+        order_type: int = 0,
+        time_in_force: int = 0,
+        stop_price: int = 0,
+        post_only: bool = False,
+    ) -> None:
+        """Enter a new order (``price`` is ignored for market and stop-market orders)."""
+        ...
 
-    def cancel(self, order_id: int) -> bool: ...
+    def cancel(self, order_id: int) -> bool:
+        """Cancel a live order; False, with a REJECTED event, when there is none."""
+        ...
 
-    def modify(self, order_id: int, price: int, quantity: int) -> bool: ...
+    def modify(self, order_id: int, price: int, quantity: int) -> bool:
+        """Set a resting order's price and open quantity; False, with a REJECTED event, if not."""
+        ...
 
-    def take_events(self) -> Sequence[EngineEvent]: ...
+    def expire_day(self) -> int:
+        """Cancel every DAY order; return how many."""
+        ...
 
-    def best_bid(self) -> int: ...
+    def take_events(self) -> Sequence[EngineEvent]:
+        """The last call's events, handed over to the caller."""
+        ...
 
-    def best_ask(self) -> int: ...
+    def event(self, index: int) -> EngineEvent:
+        """The last call's event ``index``, borrowed until the next call."""
+        ...
 
-    def last_trade_price(self) -> int: ...
+    def best_bid(self) -> int | None: ...
+
+    def best_ask(self) -> int | None: ...
+
+    def last_trade_price(self) -> int | None: ...
+
+    def depth(self, side: int, levels: int) -> Sequence[tuple[int, int, int]]:
+        """L2: the best ``levels`` levels of ``side`` as ``(price, quantity, orders)``."""
+        ...
+
+    def queue(self, side: int) -> Sequence[tuple[int, Sequence[tuple[int, int, int]]]]:
+        """L3: each level of ``side``, best first: ``(price, [(order_id, owner, remaining)])``."""
+        ...
+
+    def stops(self, side: int) -> Sequence[tuple[int, int, int]]:
+        """Waiting stops of ``side`` in trigger order, as ``(order_id, stop_price, quantity)``."""
+        ...

@@ -16,6 +16,14 @@ A job that raises rolls its batch back; the batch is then retried one job per tr
 that only the culprit fails. A lost connection fails every job of the batch with
 :class:`~hft.NetworkError`. A caller cancelled while its job is still queued withdraws it (it is
 not written); once a writer has taken it, it commits regardless.
+
+Write path: every write statement is plain SQL prebuilt once per dialect when the store opens
+(:class:`_Statements`) and run for all of a batch's rows in one driver call: ``executemany`` on
+SQLite, one ``INSERT ... SELECT FROM unnest(arrays)`` on PostgreSQL. Orders are serialised once,
+on the caller's side (so the entry is a snapshot), by :func:`_order_json`; that one JSON text
+goes into both the journal row and the ``orders`` row, and each order's row is upserted once per
+batch, with its last state. The writer thread then does little Python work per row, which
+matters: it shares the GIL with the event loop.
 """
 
 from __future__ import annotations
@@ -27,19 +35,17 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 import attrs
+import orjson
 import structlog
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Dialect, Engine, Table, create_engine, event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.sql.expression import Executable
-from sqlmodel import col, insert, select
+from sqlmodel import col, select
 
 from hft._builtin._sql_schema import (
     AccountRow,
@@ -55,7 +61,19 @@ from hft._builtin._sql_schema import (
 )
 from hft._errors import ConfigError, HftError, NetworkError, ValidationError
 from hft.contracts import OrderEvent, Storage
-from hft.model import Account, Fill, Instrument, Order, Position, User, converter, utcnow
+from hft.model import (
+    TERMINAL_STATUSES,
+    Account,
+    Fill,
+    Instrument,
+    Order,
+    OrderRequest,
+    Position,
+    StatusChange,
+    User,
+    converter,
+    utcnow,
+)
 
 __all__ = ["SqlStorage", "redact_url"]
 
