@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -25,9 +26,17 @@ def install_project(session: nox.Session, *, compiled_ext: bool = True) -> None:
     """The core (editable, with test extras), hft-ext, and every plugin in ``plugins/``."""
     session.install("-e", ".[test]")
     if HAS_EXT:
-        # Not editable: the mypyc build only happens when the wheel is built.
+        # Not editable: the mypyc build only happens when the wheel is built. Refreshed every
+        # time, so a cached pure wheel never stands in for the compiled one (or the reverse).
         env = {} if compiled_ext else {"HFT_EXT_PURE": "1"}
-        session.install("--reinstall-package", "hft-ext", str(EXT), env=env)
+        if session.venv_backend == "uv":
+            fresh = ["--reinstall-package", "hft-ext", "--refresh-package", "hft-ext"]
+        else:
+            fresh = ["--force-reinstall", "--no-deps", "--no-cache-dir"]
+        session.install(*fresh, str(EXT), env=env)
+        if compiled_ext and shutil.which("cc"):
+            # With a C compiler present the tests must run against the compiled build.
+            session.run("python", "-c", "import hft_ext, sys; sys.exit(not hft_ext.COMPILED)")
     for plugin in PLUGINS:
         session.install("-e", f"{plugin}[test]" if _has_test_extra(plugin) else str(plugin))
 

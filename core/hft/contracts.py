@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Broker",
     "BrokerEvent",
+    "EngineCodes",
     "EngineEvent",
     "MatchingEngine",
     "Normaliser",
