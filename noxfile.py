@@ -46,11 +46,7 @@ def _has_test_extra(plugin: Path) -> bool:
 
 
 def _test_paths() -> list[str]:
-    paths = ["tests"]
-    if (EXT / "tests").is_dir():
-        paths.append("hft_ext/tests")
-    paths += [str(p / "tests") for p in PLUGINS if (p / "tests").is_dir()]
-    return paths
+    return ["tests", *(str(p / "tests") for p in PLUGINS if (p / "tests").is_dir())]
 
 
 @nox.session(python=PYTHON)
@@ -59,7 +55,12 @@ def tests(session: nox.Session) -> None:
     install_project(session)
     for plugin in TEST_PLUGINS:
         session.install(str(plugin))  # real distributions, so that discovery is tested for real
-    session.run("pytest", *_test_paths(), *session.posargs, env={"HFT_TEST_PLUGINS_INSTALLED": "1"})
+    env = {"HFT_TEST_PLUGINS_INSTALLED": "1"}
+    session.run("pytest", *_test_paths(), *session.posargs, env=env)
+    if (EXT / "tests").is_dir():
+        # From inside hft_ext/: at the root, the folder of that name would shadow the package.
+        with session.chdir(EXT):
+            session.run("pytest", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -13,6 +13,7 @@ the broker's own order book and trades and applies what was missed.
 
 from __future__ import annotations
 
+import random
 import secrets
 import time
 from collections import deque
@@ -241,9 +242,14 @@ def _snapshot(order: Order) -> Order:
     return order.snapshot()
 
 
+# Seeded once from the OS: ids need to be unique, not unpredictable, and a syscall per order
+# would cost more than the rest of the id.
+_id_bits = random.Random(secrets.randbits(64)).getrandbits
+
+
 def new_order_id() -> str:
     """20 hex characters, time-ordered: short enough for every broker's client tag field."""
-    return f"{time.time_ns() // 1000:013x}{secrets.randbelow(16**7):07x}"
+    return f"{time.time_ns() // 1000:013x}{_id_bits(28):07x}"
 
 
 def _path(start: OrderStatus, goal: OrderStatus) -> list[OrderStatus] | None:
