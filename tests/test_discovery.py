@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from hft import PluginError
@@ -130,3 +131,33 @@ def test_an_installed_risk_rule_is_configured_through_its_own_type() -> None:
     rule = plugins.risk_rules.get("example_odd_quantity").factory(rule_config.settings)
     assert rule.code == "example_odd_quantity"
     assert rule.config.message == "no"
+
+
+@pytest.mark.anyio
+async def test_an_installed_risk_rule_plugin_is_applied_by_the_oms(tmp_path: Path) -> None:
+    from hft import RiskRejected
+    from hft._host import Host
+    from hft.model import Environment, OrderRequest, Role, Side, User
+
+    plugins = PluginHost.load(only=["example", "test"])  # discovered through entry points
+    tree = {
+        "storage": {"url": "memory://"},
+        "host": {"data_dir": str(tmp_path)},
+        "brokers": {"t": {"plugin": "test", "instant": True}},
+        "risk": {"example_odd_quantity": {"enabled": True, "message": "no odd lots here"}},
+    }
+    host = Host(resolve_config(config_from_mapping(tree), plugins), plugins)
+    trader = User("t", Role.TRADER, Environment.LIVE, accounts=("t",))
+    async with host.running() as services:
+        with anyio.fail_after(5):
+            while not services.brokers["t"].ready:  # noqa: ASYNC110 - state of another task
+                await anyio.sleep(0.001)
+
+        def request(quantity: int) -> OrderRequest:
+            return OrderRequest("t", "NSE:INFY", Side.BUY, quantity, price=150_000)
+
+        with pytest.raises(RiskRejected) as info:
+            await services.oms.submit(trader, request(3))
+        assert (info.value.code, info.value.message) == ("example_odd_quantity", "no odd lots here")
+        (order,) = await services.oms.submit(trader, request(4))
+        assert order.request.quantity == 4
