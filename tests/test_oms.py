@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 import hft
@@ -295,6 +296,20 @@ async def test_freeze_quantity_rejects_or_slices(shared: Shared) -> None:
         assert len(children) > 1
         retried = await services.oms.submit(ALICE, request)
         assert [c.order_id for c in retried] == [c.order_id for c in children]
+        # Two concurrent submits of one client order id: one set of children, seen by both.
+        twin = attrs.evolve(request, client_order_id="twin")
+        results: list[list[str]] = []
+
+        async def send() -> None:
+            results.append([o.order_id for o in await services.oms.submit(ALICE, twin)])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            tg.start_soon(send)
+        assert results[0] == results[1]
+        assert len(
+            [o for o in services.oms.orders(ALICE) if o.request.client_order_id == "twin"]
+        ) == len(results[0])
 
 
 @pytest.mark.anyio

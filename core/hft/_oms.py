@@ -162,12 +162,20 @@ class _Journal:
 
     async def write(self, order: Order, kind: str) -> int:
         """Journal a change and return once it is durable; raise if it could not be."""
-        entry = self.add(order, kind, wait=True)
-        assert entry.done is not None
-        await entry.done.wait()
-        if entry.error is not None:
-            raise NetworkError(f"order {order.order_id} could not be stored: {entry.error}")
-        return entry.seq
+        (seq,) = await self.write_all([order], kind)
+        return seq
+
+    async def write_all(self, orders: Sequence[Order], kind: str) -> list[int]:
+        """Journal changes to several orders in one batch; return once all are durable."""
+        entries = [self.add(order, kind, wait=True) for order in orders]
+        for entry in entries:
+            assert entry.done is not None
+            await entry.done.wait()
+            if entry.error is not None:
+                raise NetworkError(
+                    f"order {entry.order.order_id} could not be stored: {entry.error}"
+                )
+        return [entry.seq for entry in entries]
 
     async def flush(self) -> None:
         while self._entries or self._fills or not self._idle.is_set():
@@ -461,17 +469,18 @@ class OrderManager:
                     await self._risk.flush()  # a tripped kill switch must survive a restart
                 raise RiskRejected(rejection.reason, code=rejection.code)
             self._risk.commit(child, context)
-        orders = []
-        for child in slices:
-            order = Order(new_order_id(), child, user.username)
+        orders = [Order(new_order_id(), child, user.username) for child in slices]
+        for order in orders:
+            # Indexed before the first await, so a concurrent retry of the same client order
+            # id finds every child and gets them back instead of placing anything.
             order.transition(_S.PENDING)
             self._index(order)
-            try:
-                await self._journal.write(order, "created")
-            except HftError:
+        try:
+            await self._journal.write_all(orders, "created")
+        except HftError:
+            for order in orders:
                 self._forget(order)
-                raise
-            orders.append(order)
+            raise
         if len(orders) == 1:
             await self._send(account, instrument, orders[0])
         else:
