@@ -582,9 +582,18 @@ class OrderManager:
             self._journal.add(order, "status")
             log.warning("order.outcome_unknown", order_id=order.order_id, error=exc.message)
             return
+        else:
+            self._bind(account.broker, order, broker_order_id)  # before the finally below
         finally:
             self._inflight[account.broker] -= 1
-        self._bind(account.broker, order, broker_order_id)
+            if not self._inflight[account.broker]:
+                self._drop_unclaimed(account.broker)
+
+    def _drop_unclaimed(self, broker: str) -> None:
+        """Events held for placements that never returned an id are not ours after all."""
+        for key in [k for k in self._early if k[0] == broker]:
+            log.info("oms.foreign_order_event", broker=broker, broker_order_id=key[1])
+            del self._early[key]
 
     def _bind(self, broker: str, order: Order, broker_order_id: str) -> None:
         order.broker_order_id = broker_order_id
