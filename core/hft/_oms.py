@@ -311,6 +311,7 @@ class OrderManager:
         self._fill_ids: set[tuple[str, str]] = set()
         self._early: dict[tuple[str, str], list[OrderUpdate | Fill]] = {}
         self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
+        self._placing: set[str] = set()  # ids of orders whose place_order has not returned
         self._feeds: list[OrderFeed] = []
         self._journal = _Journal(storage, self._publish)
 
@@ -566,6 +567,7 @@ class OrderManager:
         # tag, so reconciliation can match orders whose placement outcome was never seen.
         outbound = attrs.evolve(order.request, client_order_id=order.order_id)
         self._inflight[account.broker] = self._inflight.get(account.broker, 0) + 1
+        self._placing.add(order.order_id)
         try:
             with deadline(self._config.broker_timeout_s, what=f"placing order {order.order_id}"):
                 broker_order_id = await broker.place_order(
@@ -585,6 +587,7 @@ class OrderManager:
         else:
             self._bind(account.broker, order, broker_order_id)  # before the finally below
         finally:
+            self._placing.discard(order.order_id)
             self._inflight[account.broker] -= 1
             if not self._inflight[account.broker]:
                 self._drop_unclaimed(account.broker)
@@ -782,7 +785,7 @@ class OrderManager:
         changes: list[dict[str, Any]] = []
         foreign: list[str] = []
         mismatches: list[dict[str, Any]] = []
-        started_inflight = self._inflight.get(broker_name, 0)
+        started = utcnow()
         accounts = [a for a in self._accounts.values() if a.broker == broker_name]
         for account in accounts:
             books = await broker.orders(account.broker_account)
@@ -809,7 +812,9 @@ class OrderManager:
                     )
             for order_id in list(self._live.get(account.account_id, ())):
                 order = self._orders[order_id]
-                if order_id in seen or (order.broker_order_id is None and started_inflight):
+                # Orders placed while the books were being read, or still being placed, may
+                # simply be newer than the books: only older ones can be missing.
+                if order_id in seen or order_id in self._placing or order.created_at >= started:
                     continue
                 status_before = order.status
                 if order.broker_order_id is None:
