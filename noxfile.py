@@ -79,6 +79,8 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "core/hft")
     if HAS_EXT:
         session.run("mypy", "--strict", "hft_ext/src/hft_ext")
+    for plugin in PLUGINS:
+        session.run("mypy", "--strict", str(plugin / "src"))
 
 
 @nox.session(python=PYTHON)

@@ -64,7 +64,13 @@ def _start_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hft", *args, "serve"],
         cwd=tmp_path,
-        env=_env(HFT_LOGGING__FORMAT="json", HFT_HOST__DATA_DIR=str(tmp_path / "data")),
+        # Only the built-ins: this is about the host's own start and stop, and installed
+        # transports would otherwise bind their default ports.
+        env=_env(
+            HFT_LOGGING__FORMAT="json",
+            HFT_HOST__DATA_DIR=str(tmp_path / "data"),
+            HFT_PLUGINS="",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

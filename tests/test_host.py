@@ -58,6 +58,8 @@ class ScriptedBroker(Broker):
             self._receive.close()  # events() never ran (a failed login): nobody else will
 
     async def events(self) -> AsyncIterator[BrokerEvent]:  # type: ignore[override]
+        if self.closed:
+            return  # closed before the host started reading: an empty stream
         self.streaming = True
         async with self._receive:
             async for event in self._receive:

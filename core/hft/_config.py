@@ -35,6 +35,7 @@ from hft.model import Environment
 
 __all__ = [
     "AccountSection",
+    "AuthSection",
     "BrokerSection",
     "Config",
     "CoreConfig",
@@ -107,6 +108,35 @@ class OmsSection:
     broker_timeout_s: float = 10.0
 
 
+def _signing_key_length(
+    _: object, attribute: attrs.Attribute[Secret | None], value: Secret | None
+) -> None:
+    # HS256 wants a key at least as long as its 256-bit hash; a shorter one is guessable offline.
+    if value is not None and len(value.reveal().encode()) < 32:
+        raise ValueError(f"{attribute.name} must be at least 32 bytes long")
+
+
+@attrs.frozen
+class AuthSection:
+    """``[auth]``: users' passwords, tokens and API keys."""
+
+    #: How long an access token (a JWT) is accepted after it is issued.
+    access_ttl_s: int = attrs.field(default=900, validator=attrs.validators.ge(1))
+    #: How long a refresh token may be used; each refresh issues a new one with a new lifetime.
+    refresh_ttl_s: int = attrs.field(default=7 * 24 * 3600, validator=attrs.validators.ge(1))
+    #: The HS256 key for tokens; ``None``: a random key made on first start and kept in storage.
+    signing_key: Secret | None = attrs.field(default=None, validator=_signing_key_length)
+    #: argon2id cost of a password hash (the argon2-cffi defaults, RFC 9106's low-memory choice).
+    argon2_time_cost: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    argon2_memory_kib: int = attrs.field(default=65536, validator=attrs.validators.ge(8))
+    argon2_parallelism: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    min_password_length: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    #: Logged-in sessions a user may hold at once; a new login beyond it ends the oldest.
+    max_sessions_per_user: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    #: How often the host re-reads users and revocations (``hft users ...`` changes them).
+    reload_interval_s: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
+
+
 @attrs.frozen
 class BrokerSection:
     """``[brokers.<instance>]``: ``plugin`` names the broker (default: the instance name)."""
@@ -151,10 +181,11 @@ class Config:
     transports: Mapping[str, TransportSection]
     risk: Mapping[str, RiskRuleSection]
     oms: OmsSection = OmsSection()
+    auth: AuthSection = AuthSection()
 
 
 _TOP_LEVEL: Final = frozenset(
-    {"host", "logging", "storage", "brokers", "accounts", "transports", "risk", "oms"}
+    {"host", "logging", "storage", "brokers", "accounts", "transports", "risk", "oms", "auth"}
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -491,6 +522,7 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
         transports[registration.name] = TransportSection(bool(enabled), settings)
 
     oms = _collect(errors, structure_section, tree.get("oms", {}), OmsSection, "oms")
+    auth = _collect(errors, structure_section, tree.get("auth", {}), AuthSection, "auth")
 
     if errors:
         raise ConfigError("\n".join(errors))
@@ -504,6 +536,7 @@ def resolve_config(core: CoreConfig, plugins: PluginHost) -> Config:
         transports=transports,
         risk=risk,
         oms=oms,
+        auth=auth,
     )
 
 

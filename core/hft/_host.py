@@ -2,9 +2,10 @@
 
 Start-up order: open storage → recover orders, fills and positions → build brokers (connecting in
 the background, so a broker that is down or needs a fresh login is reported "not ready" without
-stopping the host; once connected its instruments are loaded and its orders reconciled) → start
-every enabled transport → ``hft_startup`` hooks. Shutdown runs the other way round: transports
-stop accepting, ``hft_shutdown`` hooks run, brokers close, the journal flushes, storage closes.
+stopping the host; once connected its instruments are loaded and its orders reconciled) → load
+users and tokens (on a first start, create the first users) → start every enabled transport →
+``hft_startup`` hooks. Shutdown runs the other way round: transports stop accepting,
+``hft_shutdown`` hooks run, brokers close, the journal flushes, storage closes.
 
 Broker events are pumped one broker at a time into the market-data hub (ticks, connection
 changes) and the OMS (order updates, fills); a ``RESYNCED`` connection event triggers
@@ -25,6 +26,7 @@ import anyio.abc
 import attrs
 import structlog
 
+from hft._auth import PASSWORD_FILE, AuthService
 from hft._config import BrokerSection, Config
 from hft._errors import AuthError, HftError, PluginError
 from hft._hub import MarketDataHub
@@ -39,6 +41,7 @@ from hft.model import (
     Account,
     ConnectionEvent,
     ConnectionState,
+    Environment,
     Fill,
     Instrument,
     OrderUpdate,
@@ -79,6 +82,7 @@ class Services:
     portfolio: Portfolio
     risk: RiskEngine
     oms: OrderManager
+    auth: AuthService
     transports: dict[str, str] = attrs.field(factory=dict)  # name → bound address
     _listeners: list[Callable[[str, BrokerEvent], None]] = attrs.field(factory=list)
 
@@ -128,6 +132,7 @@ class Host:
         self.services: Services | None = None
         self._stop = anyio.Event()
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._stopping = False
 
     def stop(self) -> None:
         """Begin a clean shutdown (what SIGINT/SIGTERM do)."""
@@ -183,6 +188,7 @@ class Host:
             async with anyio.create_task_group() as root:
                 self._tasks = root
                 root.start_soon(services.oms.run)
+                root.start_soon(services.auth.run)
                 for handle in services.brokers.values():
                     root.start_soon(self._run_broker, services, handle)
                 started = False
@@ -204,6 +210,7 @@ class Host:
                         try:
                             yield services
                         finally:
+                            self._stopping = True
                             log.info("host.stopping")
                             transports.cancel_scope.cancel()
                 finally:
@@ -221,6 +228,8 @@ class Host:
         if started:
             with anyio.move_on_after(timeout):
                 await self._call_lifecycle("hft_shutdown", services)
+        with anyio.move_on_after(timeout):
+            await services.auth.flush()
         for handle in services.brokers.values():
             with anyio.move_on_after(timeout):
                 await handle.broker.close()
@@ -258,6 +267,9 @@ class Host:
             config=config.oms,
         )
         await oms.recover()
+        auth = AuthService(storage, config.auth)
+        await auth.load()
+        await self._bootstrap_users(auth)
         services = Services(
             config=config,
             plugins=self.plugins,
@@ -269,9 +281,28 @@ class Host:
             portfolio=portfolio,
             risk=risk,
             oms=oms,
+            auth=auth,
         )
         hub.on_demand = lambda added, removed: self._on_demand(services, added, removed)
         return services
+
+    async def _bootstrap_users(self, auth: AuthService) -> None:
+        """On a first start, an admin and a sim trader, so that a newcomer can log in at once."""
+        if self.config.storage.url.split(":", 1)[0] == "memory":
+            return  # a store that forgets everything at exit would mint a new admin every start
+        sim_account = next(
+            (a for a, s in self.config.accounts.items() if s.environment is Environment.SIM), None
+        )
+        password = await auth.bootstrap(self.config.host.data_dir, sim_account=sim_account)
+        if password is not None:
+            # Shown once, and on stdout: the structured log may be shipped off this machine.
+            trader = f", and the sim trader 'trader' for {sim_account!r}" if sim_account else ""
+            print(
+                f"hft: first start: created the user 'admin' with the password {password}{trader}"
+                f"\nhft: their passwords are in {self.config.host.data_dir / PASSWORD_FILE}"
+                " (readable only by you)",
+                flush=True,
+            )
 
     async def _start_transports(self, services: Services, transports: anyio.abc.TaskGroup) -> None:
         for name, section in self.config.transports.items():
@@ -374,8 +405,8 @@ class Host:
     def _on_demand(
         self, services: Services, added: dict[str, StreamMode], removed: set[str]
     ) -> None:
-        if self._tasks is None:
-            return
+        if self._tasks is None or self._stopping:
+            return  # not started, or shutting down: brokers are closing
         for handle in services.brokers.values():
             if handle.ready:
                 self._tasks.start_soon(self._sync_subscriptions, services, handle)

@@ -722,6 +722,10 @@ class OrderManager:
             return
         if target is _S.PARTIALLY_FILLED and order.filled_quantity == 0:
             return
+        if target in (_S.PENDING_CANCEL, _S.PENDING_MODIFY):
+            # The broker echoing a request hft made: hft already tracked it, and moving back
+            # into a pending state after the broker accepted the request would only add churn.
+            return
         if target in TRANSITIONS[order.status]:
             self._move(order, target, event.reason)
         elif order.status is _S.PENDING and target in _LIVE_BROKER_STATES:
