@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -28,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hft import ConfigError, NetworkError, ValidationError
-from hft._builtin import _sql_schema
+from hft._builtin import _sql_schema, _sql_storage
 from hft._builtin._sql_storage import SqlStorage, redact_url
 from hft._host import open_storage
 from hft._plugins import PluginHost
@@ -50,6 +53,7 @@ from hft.model import (
     StatusChange,
     TimeInForce,
     User,
+    converter,
 )
 
 pytestmark = pytest.mark.anyio
@@ -58,6 +62,7 @@ POSTGRES_URL = os.environ.get("HFT_TEST_POSTGRES_URL", "postgresql://postgres@12
 BACKENDS = ["memory", "sqlite", "postgresql"]
 DURABLE = ["sqlite", "postgresql"]
 T0 = dt.datetime(2026, 11, 20, 9, 15, tzinfo=dt.UTC)
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,6 +252,28 @@ async def test_order_events_pages_after_seq(storage: Storage) -> None:
     assert [e.seq for e in rest] == seqs[5:]
     assert await storage.order_events(after_seq=seqs[-1]) == []
     assert await storage.append_order_events([]) == []
+
+
+async def test_one_large_append_keeps_its_order(storage: Storage) -> None:
+    # 100 orders, three entries each: more rows than one SQLite statement carries, and each
+    # order three times in the batch (its row is written once, with the last state).
+    orders = [order(f"o{i:03d}") for i in range(100)]
+    events = [(o.snapshot(), "created") for o in orders]
+    for o in orders:
+        o.transition(OrderStatus.PENDING, at=T0)
+        events.append((o.snapshot(), "accepted"))
+        o.transition(OrderStatus.OPEN, at=T0)
+        events.append((o.snapshot(), "status"))
+    seqs = await storage.append_order_events(events)
+
+    assert len(seqs) == 300
+    assert seqs == sorted(set(seqs))
+    journal = await storage.order_events(after_seq=seqs[0] - 1, limit=1000)
+    assert [(e.seq, e.order, e.kind) for e in journal] == [
+        (seq, o, kind) for seq, (o, kind) in zip(seqs, events, strict=True)
+    ]
+    assert await storage.load_orders() == orders  # first-seen order, latest state
+    assert await storage.load_orders(open_only=True) == orders
 
 
 async def test_load_orders_returns_latest_state(storage: Storage) -> None:
@@ -563,6 +590,47 @@ async def test_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert (tmp_path / "state" / "hft.db").is_file()
 
 
+async def test_sqlite_timestamps_are_stored_as_sqlalchemy_writes_them(tmp_path: Path) -> None:
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    await store.append_order_events([(order("o1"), "created")])
+    await store.save_fills([fill("t1")])
+    await store.append_audit("reconcile", {})
+    await store.close()
+    # White-box: the writer binds its own values. They must be SQLAlchemy's SQLite DATETIME text
+    # in UTC (what its reads parse, and what sorts by time), not the driver's isoformat.
+    with sqlite3.connect(tmp_path / "hft.db") as conn:
+        stamps = [
+            conn.execute(f"SELECT {column} FROM {table}").fetchone()[0]
+            for table, column in [
+                ("order_events", "at"),
+                ("orders", "updated_at"),
+                ("fills", "at"),
+                ("audit", "at"),
+            ]
+        ]
+    conn.close()
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", s) for s in stamps), stamps
+    assert stamps[2] == "2026-11-20 09:15:00.000000"  # the fill's own time, T0
+
+
+async def test_the_writer_reconnects_after_postgres_drops_it(postgres_url: str) -> None:
+    name = f"hft_test_{uuid.uuid4().hex[:12]}"
+    store = SqlStorage(f"{postgres_url}&application_name={name}")
+    await store.open()
+    await store.append_order_events([(order("o1"), "created")])
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        dropped = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (name,),
+        ).fetchall()
+    assert dropped
+    # The pool checks a connection before the writer gets it, so no write is lost to this.
+    await store.append_order_events([(order("o2"), "created")])
+    assert [o.order_id for o in await store.load_orders()] == ["o1", "o2"]
+    await store.close()
+
+
 async def test_unreachable_postgres_is_a_network_error_without_the_password() -> None:
     store = SqlStorage("postgresql://trader:s3cret-pw@127.0.0.1:1/hft")
     with structlog.testing.capture_logs() as logs, pytest.raises(NetworkError) as caught:
@@ -776,6 +844,25 @@ async def test_any_order_round_trips_unchanged(storage: Storage, o: Order) -> No
     assert stored[o.order_id] == o
 
 
+@settings(max_examples=300, deadline=None)
+@given(o=orders())
+def test_orders_are_written_as_the_converter_writes_them(o: Order) -> None:
+    # The journal's fast serialisation must give the converter's JSON text exactly, so that
+    # reads (and databases written before it) see one format.
+    assert _sql_storage._FAST_ORDERS, "Order's fields changed: update _sql_storage._order_json"
+    assert _sql_storage._order_json(o) == _sql_storage._dumps(converter.unstructure(o))
+
+
+def test_order_json_falls_back_to_the_converter() -> None:
+    o = order("o1")
+    o.filled_value = 10**30  # beyond orjson's 64 bits
+    o.history.append(StatusChange(OrderStatus.PENDING, dt.datetime(2026, 11, 20, tzinfo=IST)))
+    expected = _sql_storage._dumps(converter.unstructure(o))
+    assert _sql_storage._order_json(o) == expected
+    mapping = attrs.evolve(o, request=attrs.evolve(o.request, extras=MappingProxyType({"a": "b"})))
+    assert _sql_storage._order_json(mapping) == _sql_storage._dumps(converter.unstructure(mapping))
+
+
 positions = st.builds(
     Position,
     account=ids,
@@ -788,6 +875,13 @@ positions = st.builds(
     buy_value=st.integers(min_value=0, max_value=10**30),
     last_price=st.none() | units,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=positions)
+def test_positions_are_written_as_the_converter_writes_them(p: Position) -> None:
+    value = converter.unstructure(p)
+    assert _sql_storage._fast_dumps(value) == _sql_storage._dumps(value)
 
 
 @settings(

@@ -17,19 +17,20 @@ that only the culprit fails. A lost connection fails every job of the batch with
 :class:`~hft.NetworkError`. A caller cancelled while its job is still queued withdraws it (it is
 not written); once a writer has taken it, it commits regardless.
 
-Write path: every write statement is plain SQL prebuilt once per dialect when the store opens
-(:class:`_Statements`) and run for all of a batch's rows in one driver call: ``executemany`` on
-SQLite, one ``INSERT ... SELECT FROM unnest(arrays)`` on PostgreSQL. Orders are serialised once,
-on the caller's side (so the entry is a snapshot), by :func:`_order_json`; that one JSON text
-goes into both the journal row and the ``orders`` row, and each order's row is upserted once per
-batch, with its last state. The writer thread then does little Python work per row, which
-matters: it shares the GIL with the event loop.
+Write path: the writer thread shares the GIL with the event loop, so it does as little Python
+work as it can. It runs on the driver's own connection and cursor (from SQLAlchemy's pool), with
+plain SQL statements prebuilt per dialect when the store opens (:class:`_Statements`), each run
+for all of a batch's rows in a few driver calls (:class:`_Insert`). Orders are serialised once,
+by the caller, which makes the entry a snapshot (:func:`_order_json`); that one JSON text goes
+into both the journal row and the ``orders`` row, and each order's row is upserted once per
+batch, with its last state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import re
 import time
@@ -42,9 +43,10 @@ import anyio.lowlevel
 import attrs
 import orjson
 import structlog
-from sqlalchemy import Connection, CursorResult, Dialect, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlmodel import col, select
 
 from hft._builtin._sql_schema import (
@@ -57,6 +59,7 @@ from hft._builtin._sql_schema import (
     PositionRow,
     StateRow,
     UserRow,
+    UtcDateTime,
     ensure_schema,
 )
 from hft._errors import ConfigError, HftError, NetworkError, ValidationError
@@ -84,7 +87,8 @@ _BUSY_TIMEOUT_MS: Final = 10_000
 _CONNECT_TIMEOUT_S: Final = 10
 # An instrument master can hold 100k rows: saving it in slices lets order writes in between.
 _INSTRUMENT_SLICE: Final = 2_000
-# Execution option that marks the writer's connections (SQLite takes the write lock at BEGIN).
+# Execution option for SQLAlchemy connections that write (SQLite takes the write lock at BEGIN):
+# schema setup. The writer itself runs on the driver's connection and says BEGIN IMMEDIATE.
 _WRITER: Final = "hft_writer"
 
 log = structlog.get_logger("hft.storage")
@@ -92,6 +96,118 @@ log = structlog.get_logger("hft.storage")
 
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _fast_dumps(value: object) -> str:
+    """:func:`_dumps` for the converter's output, through orjson (equal JSON, several times faster).
+
+    orjson refuses what the standard library accepts in such output (integers beyond 64 bits,
+    lone surrogates, non-string keys): those take the standard library's path.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return _dumps(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Orders as JSON
+# ----------------------------------------------------------------------------------------------
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(field.name for field in attrs.fields(cls))
+
+
+# The fields _order_json spells out, in the converter's order. Should the model change, orders go
+# through the converter (correct, only slower) until _order_json is updated; a test checks this.
+_ORDER_FIELDS: Final = (
+    "order_id",
+    "request",
+    "user",
+    "status",
+    "broker_order_id",
+    "exchange_order_id",
+    "filled_quantity",
+    "filled_value",
+    "reason",
+    "created_at",
+    "history",
+)
+_REQUEST_FIELDS: Final = (
+    "account",
+    "instrument",
+    "side",
+    "quantity",
+    "order_type",
+    "price",
+    "trigger_price",
+    "product",
+    "time_in_force",
+    "disclosed_quantity",
+    "client_order_id",
+    "tag",
+    "extras",
+)
+_FAST_ORDERS: Final = (
+    _field_names(Order) == _ORDER_FIELDS
+    and _field_names(OrderRequest) == _REQUEST_FIELDS
+    and _field_names(StatusChange) == ("status", "at", "reason")
+)
+_UTC: Final = dt.UTC
+
+
+def _moment(value: dt.datetime) -> object:
+    # orjson writes a UTC datetime exactly as isoformat() does, at a fraction of the cost; other
+    # zones keep isoformat() (orjson would drop the seconds of an offset such as +05:53:28).
+    return value if value.tzinfo is _UTC else value.isoformat()
+
+
+def _order_json(order: Order) -> str:
+    """``order`` as the JSON text of ``converter.unstructure(order)``, built directly.
+
+    This is most of the journal's serialisation cost, so it skips the converter's generic
+    dispatch: enum members and UTC datetimes go to orjson as they are. Anything orjson refuses
+    (integers beyond 64 bits, lone surrogates, odd ``extras``) takes the converter's path.
+    """
+    if _FAST_ORDERS and type(order) is Order:
+        r = order.request
+        extras = r.extras
+        document = {
+            "order_id": order.order_id,
+            "request": {
+                "account": r.account,
+                "instrument": r.instrument,
+                "side": r.side,
+                "quantity": r.quantity,
+                "order_type": r.order_type,
+                "price": r.price,
+                "trigger_price": r.trigger_price,
+                "product": r.product,
+                "time_in_force": r.time_in_force,
+                "disclosed_quantity": r.disclosed_quantity,
+                "client_order_id": r.client_order_id,
+                "tag": r.tag,
+                "extras": extras if type(extras) is dict else dict(extras),
+            },
+            "user": order.user,
+            "status": order.status,
+            "broker_order_id": order.broker_order_id,
+            "exchange_order_id": order.exchange_order_id,
+            "filled_quantity": order.filled_quantity,
+            "filled_value": order.filled_value,
+            "reason": order.reason,
+            "created_at": _moment(order.created_at),
+            "history": [
+                {"status": change.status, "at": _moment(change.at), "reason": change.reason}
+                for change in order.history
+            ],
+        }
+        try:
+            return orjson.dumps(document).decode()
+        except TypeError:
+            pass
+    return _dumps(converter.unstructure(order))
 
 
 _QUERY_PASSWORD: Final = re.compile(r"(?i)(password=)[^&]*")
@@ -112,27 +228,21 @@ def redact_url(url: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class _JournalRow:
-    order_id: str
-    account: str
-    client_order_id: str
-    status: str
-    is_terminal: bool
-    kind: str
-    at: dt.datetime
-    order: dict[str, Any]  # the unstructured order: a snapshot taken when the caller asked
+# One journal entry as the caller's side prepares it: order_id, account, client_order_id, status,
+# is_terminal, kind, and the order's JSON (a snapshot: orders are mutable). A tuple: cheapest.
+_Entry: TypeAlias = tuple[str, str, str, str, bool, str, str]
 
 
 @attrs.define(eq=False)
 class _Job:
-    """One caller's write: journal rows (merged with the batch's others) or an ``apply``.
+    """One caller's write: journal entries (merged with the batch's others) or an ``apply``.
 
     ``wake`` is set when the job is done, or when its caller is to take over as the writer.
     """
 
-    journal: Sequence[_JournalRow] = ()
-    apply: Callable[[Connection], None] | None = None
+    journal: Sequence[_Entry] = ()
+    at: dt.datetime | None = None  # when the journal entries were appended
+    apply: Callable[[DBAPICursor, _Statements], None] | None = None
     wake: anyio.Event = attrs.Factory(anyio.Event)
     seqs: list[int] = attrs.Factory(list)
     error: Exception | None = None
@@ -143,60 +253,162 @@ class _Job:
         self.done = True
 
 
-def _upsert(
-    conn: Connection, model: type[Any], keys: Sequence[str], update: Sequence[str] | None
-) -> Executable:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE SET update (or DO NOTHING when ``None``)."""
-    if conn.dialect.name == "postgresql":
-        pg = pg_insert(model)
-        if update is None:
-            return pg.on_conflict_do_nothing(index_elements=keys)
-        return pg.on_conflict_do_update(
-            index_elements=keys, set_={c: pg.excluded[c] for c in update}
+# The most rows one SQLite statement carries: 128 rows of at most 7 columns stay within SQLite's
+# oldest limit on bound values (999).
+_MAX_ROWS: Final = 128
+
+
+class _Insert:
+    """One INSERT (or upsert) prebuilt for one dialect, run for many rows in few driver calls.
+
+    ``INSERT ... (columns) ... [ON CONFLICT (conflict) DO UPDATE SET update | DO NOTHING]``.
+
+    SQLite: multi-row ``VALUES`` lists of 1, 2, 4 ... 128 rows, a batch split along the binary
+    digits of its size, so a batch is a handful of statements, each prepared once per connection
+    and then cached by the driver. ``executemany`` would step once per row, and the driver gives
+    up the GIL at every step, to take it back behind the event loop.
+
+    PostgreSQL: one statement for all rows, one array per column:
+    ``INSERT ... SELECT ... FROM unnest(arrays) WITH ORDINALITY ... ORDER BY ordinality``.
+
+    Rows are inserted in the order given (so serial values follow that order). An upsert's rows
+    must have distinct keys: one PostgreSQL statement may not update a row twice.
+    """
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        model: type[Any],
+        columns: Sequence[str],
+        conflict: Sequence[str] = (),
+        update: Sequence[str] | None = None,
+        returning: str | None = None,
+    ) -> None:
+        table = cast(Table, model.__table__)
+        quote = dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in columns)
+        self.columnar = dialect.name == "postgresql"
+        tail = ""
+        if conflict:
+            tail += f" ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO "
+            if update:
+                tail += "UPDATE SET " + ", ".join(
+                    f"{quote(c)} = excluded.{quote(c)}" for c in update
+                )
+            else:
+                tail += "NOTHING"
+        if returning is not None:
+            tail += f" RETURNING {quote(returning)}"
+        self._head = f"INSERT INTO {quote(table.name)} ({names}) "
+        self._tail = tail
+        if self.columnar:
+            arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+            self._row = (
+                f"SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS hft_rows({names}, hft_n) "
+                "ORDER BY hft_n"
+            )
+        else:
+            self._row = f"({', '.join('?' for _ in columns)})"
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        """The statement for ``rows`` rows (SQLite; PostgreSQL's takes any number)."""
+        sql = self._sql.get(rows)
+        if sql is None:
+            if self.columnar:
+                sql = f"{self._head}{self._row}{self._tail}"
+            else:
+                sql = f"{self._head}VALUES {', '.join([self._row] * rows)}{self._tail}"
+            self._sql[rows] = sql
+        return sql
+
+    def run(self, cursor: DBAPICursor, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` (tuples in ``columns`` order); return how many rows were written."""
+        if not rows:
+            return 0
+        if self.columnar:
+            arrays = tuple(list(column) for column in zip(*rows, strict=True))
+            cursor.execute(self.sql(0), arrays)
+            return int(cursor.rowcount)
+        written, start, total = 0, 0, len(rows)
+        while start < total:
+            size = min(1 << ((total - start).bit_length() - 1), _MAX_ROWS)
+            values = list(itertools.chain.from_iterable(rows[start : start + size]))
+            cursor.execute(self.sql(size), values)
+            written += cursor.rowcount
+            start += size
+        return written
+
+
+class _Statements:
+    """Every write statement, prebuilt for one dialect (SQLAlchemy Core would compile per batch)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.sqlite = dialect.name == "sqlite"
+        # Datetimes as SQLAlchemy binds them for a UtcDateTime column: aware UTC on PostgreSQL,
+        # SQLAlchemy's own UTC text on SQLite (not the driver's isoformat, which differs).
+        bind = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+        self.moment: Callable[[dt.datetime], Any] = bind or (lambda value: value)
+        order = ("account", "client_order_id", "status", "is_terminal", "updated_at", "data")
+        self.orders = _Insert(dialect, OrderRow, ("order_id", *order), ("order_id",), order)
+        event = ("order_id", "kind", "at", "data")
+        self.events = _Insert(
+            dialect, OrderEventRow, event, returning=None if self.sqlite else "seq"
         )
-    lite = sqlite_insert(model)
-    if update is None:
-        return lite.on_conflict_do_nothing(index_elements=keys)
-    return lite.on_conflict_do_update(
-        index_elements=keys, set_={c: lite.excluded[c] for c in update}
-    )
+        fill = ("broker_order_id", "fill_id", "account", "order_id", "at", "data")
+        self.fills = _Insert(dialect, FillRow, fill, ("broker_order_id", "fill_id"))
+        position = ("account", "instrument", "product")
+        self.positions = _Insert(dialect, PositionRow, (*position, "data"), position, ("data",))
+        instrument = ("exchange", "symbol", "token", "data")
+        self.instruments = _Insert(
+            dialect, InstrumentRow, ("key", *instrument), ("key",), instrument
+        )
+        account = ("broker", "environment", "data")
+        self.accounts = _Insert(
+            dialect, AccountRow, ("account_id", *account), ("account_id",), account
+        )
+        user = ("username", "password_hash", "data")
+        self.users = _Insert(dialect, UserRow, user, ("username",), ("data",))
+        self.users_with_hash = _Insert(
+            dialect, UserRow, user, ("username",), ("data", "password_hash")
+        )
+        self.audit = _Insert(dialect, AuditRow, ("kind", "at", "data"))
+        self.state = _Insert(
+            dialect, StateRow, ("namespace", "key", "value"), ("namespace", "key"), ("value",)
+        )
+
+    def append_journal(self, cursor: DBAPICursor, jobs: Sequence[_Job]) -> list[int]:
+        """Upsert each order's last state once, then append every entry; return their seqs."""
+        orders: dict[str, tuple[Any, ...]] = {}
+        events: list[tuple[Any, ...]] = []
+        for job in jobs:
+            assert job.at is not None, "journal jobs carry their time"
+            at = self.moment(job.at)
+            for order_id, account, client_order_id, status, terminal, kind, data in job.journal:
+                # Assigning an existing key keeps its place: rows get ids in first-seen order.
+                orders[order_id] = (order_id, account, client_order_id, status, terminal, at, data)
+                events.append((order_id, kind, at, data))
+        self.orders.run(cursor, list(orders.values()))
+        written = self.events.run(cursor, events)
+        if not self.sqlite:
+            # Serial values are drawn in insertion order, which is the entries' order.
+            return sorted(seq for (seq,) in cursor.fetchall())
+        if written != len(events):
+            raise HftError(f"journal: {written} rows written for {len(events)} entries")
+        # One writer and no triggers: SQLite's AUTOINCREMENT gave the rows consecutive seqs
+        # (each one more than the largest ever used), the last of which is last_insert_rowid().
+        cursor.execute("SELECT last_insert_rowid()")
+        (last,) = cursor.fetchall()[0]
+        return list(range(last - len(events) + 1, last + 1))
 
 
-def _last_per_key(rows: Iterable[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
-    # One upsert statement may not touch a row twice on PostgreSQL: keep each key's last value.
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+def _last_per_key(rows: Iterable[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    # One upsert statement may not touch a row twice on PostgreSQL: keep each key's last value
+    # (the key being the first ``width`` columns), in first-seen order.
+    latest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for row in rows:
-        latest[tuple(row[k] for k in keys)] = row
+        latest[row[:width]] = row
     return list(latest.values())
-
-
-def _append_journal(conn: Connection, rows: Sequence[_JournalRow]) -> list[int]:
-    """Upsert each order's latest state, then append the events; return their seqs in order."""
-    data = [_dumps(row.order) for row in rows]
-    orders = _last_per_key(
-        (
-            {
-                "order_id": row.order_id,
-                "account": row.account,
-                "client_order_id": row.client_order_id,
-                "status": row.status,
-                "is_terminal": row.is_terminal,
-                "updated_at": row.at,
-                "data": text_,
-            }
-            for row, text_ in zip(rows, data, strict=True)
-        ),
-        "order_id",
-    )
-    columns = ("account", "client_order_id", "status", "is_terminal", "updated_at", "data")
-    conn.execute(_upsert(conn, OrderRow, ("order_id",), columns), orders)
-    events = [
-        {"order_id": row.order_id, "kind": row.kind, "at": row.at, "data": text_}
-        for row, text_ in zip(rows, data, strict=True)
-    ]
-    stmt = insert(OrderEventRow).returning(col(OrderEventRow.seq), sort_by_parameter_order=True)
-    # The primary key is never NULL; the model types it optional only because inserts omit it.
-    return cast("list[int]", list(conn.execute(stmt, events).scalars()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,10 +478,14 @@ def _create_engine(url: URL) -> Engine:
     return create_engine(url, pool_pre_ping=True, **common)
 
 
-def _is_unreachable(exc: BaseException) -> bool:
+def _is_unreachable(exc: BaseException, dbapi: Any = None) -> bool:
+    """Whether ``exc`` says the database is out of reach: SQLAlchemy's errors, or the driver's own
+    (``dbapi``, its module) from the writer, which runs on the raw connection."""
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError)
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    return dbapi is not None and isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,7 +507,8 @@ class SqlStorage(Storage):
         self.commits = 0
         self.writes = 0
         self._engine: Engine | None = None
-        self._writer_engine: Engine | None = None
+        self._statements: _Statements | None = None
+        self._dbapi: Any = None  # the driver module (sqlite3, psycopg): its exception classes
         self._closing = False
         self._pending: list[_Job] = []
         self._writing = False  # a task is the writer (see the module docstring)
@@ -312,7 +529,8 @@ class SqlStorage(Storage):
                 await anyio.to_thread.run_sync(engine.dispose)
             raise
         self._engine = engine
-        self._writer_engine = engine.execution_options(**{_WRITER: True})
+        self._statements = _Statements(engine.dialect)
+        self._dbapi = engine.dialect.loaded_dbapi
         self._write_limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(_READERS)
         self._closed = anyio.Event()
@@ -342,7 +560,7 @@ class SqlStorage(Storage):
             self._closing = True  # refuse new writes; those already queued still commit
             # Queued behind every earlier job, so its completion means all of them are durable.
             await self._submit(_Job())
-            self._engine = self._writer_engine = None
+            self._engine = self._statements = None
             await anyio.to_thread.run_sync(engine.dispose)
             closed.set()
         log.info("storage.closed", url=self._where, commits=self.commits, writes=self.writes)
@@ -363,11 +581,13 @@ class SqlStorage(Storage):
 
     def _hft_error(self, exc: Exception) -> Exception:
         """The error a caller sees for ``exc``: hft's own for known database failures."""
-        if _is_unreachable(exc):
+        if _is_unreachable(exc, self._dbapi):
             return NetworkError(
                 f"storage {self._where}: {self._reason(exc)}", code="storage_unreachable"
             )
-        if isinstance(exc, sa_exc.DataError | OverflowError):  # OverflowError: SQLite's int64
+        # OverflowError: SQLite's int64. The writer sees the driver's DataError, not SQLAlchemy's.
+        refused = sa_exc.DataError | OverflowError
+        if isinstance(exc, refused) or (self._dbapi and isinstance(exc, self._dbapi.DataError)):
             return ValidationError(f"storage refused a value: {self._reason(exc)}")
         return exc
 
@@ -395,6 +615,11 @@ class SqlStorage(Storage):
     def _run_read(self, engine: Engine, fn: Callable[[Connection], T]) -> T:
         with self._translated(), engine.connect() as conn:
             return fn(conn)
+
+    def _open_statements(self) -> _Statements:
+        if self._statements is None:
+            raise self._closed_error()
+        return self._statements
 
     async def _write(self, job: _Job) -> None:
         if self._engine is None or self._closing:
@@ -448,7 +673,7 @@ class SqlStorage(Storage):
             self._transact(batch)
             return
         except Exception as exc:
-            if len(batch) == 1 or _is_unreachable(exc):
+            if len(batch) == 1 or _is_unreachable(exc, self._dbapi):
                 log.warning("storage.commit_failed", jobs=len(batch), error=self._reason(exc))
                 for job in batch:
                     job.fail(self._hft_error(exc))
@@ -462,21 +687,42 @@ class SqlStorage(Storage):
                 job.fail(self._hft_error(exc))
 
     def _transact(self, batch: list[_Job]) -> None:
-        engine = self._writer_engine
+        engine, statements = self._engine, self._statements
         assert engine is not None, "the writer runs only while the storage is open"
+        assert statements is not None
         started = time.perf_counter()
         work = [job for job in batch if job.journal or job.apply is not None]
         if work:  # close() submits an empty job only to wait for the queue to drain
-            with engine.begin() as conn:
-                journal = [job for job in work if job.journal]
-                if journal:
-                    rows = [row for job in journal for row in job.journal]
-                    seqs = iter(_append_journal(conn, rows))
-                    for job in journal:
-                        job.seqs = [next(seqs) for _ in job.journal]
-                for job in work:
-                    if job.apply is not None:
-                        job.apply(conn)
+            # The driver's own connection and cursor: SQLAlchemy's Connection would add its
+            # execution machinery to every statement, all of it on the GIL the event loop needs.
+            conn = engine.raw_connection()
+            try:
+                cursor = conn.cursor()
+                try:
+                    if statements.sqlite:  # the sqlite3 module's transactions are off
+                        cursor.execute("BEGIN IMMEDIATE")
+                    journal = [job for job in work if job.journal]
+                    if journal:
+                        seqs = statements.append_journal(cursor, journal)
+                        start = 0
+                        for job in journal:
+                            job.seqs = seqs[start : start + len(job.journal)]
+                            start += len(job.journal)
+                    for job in work:
+                        if job.apply is not None:
+                            job.apply(cursor, statements)
+                finally:
+                    cursor.close()
+                conn.commit()
+            except BaseException as exc:
+                if _is_unreachable(exc, self._dbapi):
+                    conn.invalidate(exc)  # the pool replaces it
+                else:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                raise
+            finally:
+                conn.close()  # back to the pool
             self.commits += 1
             self.writes += len(work)
             log.debug(
@@ -490,22 +736,21 @@ class SqlStorage(Storage):
     async def append_order_events(self, events: Sequence[tuple[Order, str]]) -> list[int]:
         if not events:
             return []
-        at = utcnow()
-        # Orders are mutable: unstructuring now snapshots them as they were when journalled.
-        rows = [
-            _JournalRow(
-                order_id=order.order_id,
-                account=order.request.account,
-                client_order_id=order.request.client_order_id,
-                status=order.status.value,
-                is_terminal=order.is_terminal,
-                kind=kind,
-                at=at,
-                order=converter.unstructure(order),
+        # Orders are mutable: serialising now snapshots them as they were when journalled. The
+        # loop pays for it, but the writer thread would hold the same GIL for the same work.
+        entries = [
+            (
+                order.order_id,
+                order.request.account,
+                order.request.client_order_id,
+                order.status.value,
+                order.status in TERMINAL_STATUSES,
+                kind,
+                _order_json(order),
             )
             for order, kind in events
         ]
-        job = _Job(journal=rows)
+        job = _Job(journal=entries, at=utcnow())
         await self._write(job)
         return job.seqs
 
@@ -546,21 +791,22 @@ class SqlStorage(Storage):
     async def save_fills(self, fills: Sequence[Fill]) -> None:
         if not fills:
             return
-        frozen = tuple(fills)  # Fill is immutable: it can be serialised later, in the writer
+        # Serialised here, like every write: the writer thread is best kept short.
+        moment = self._open_statements().moment
+        rows = [
+            (
+                f.broker_order_id,
+                f.fill_id,
+                f.account,
+                f.order_id,
+                moment(f.at),
+                _fast_dumps(converter.unstructure(f)),
+            )
+            for f in fills
+        ]
 
-        def apply(conn: Connection) -> None:
-            rows = [
-                {
-                    "broker_order_id": f.broker_order_id,
-                    "fill_id": f.fill_id,
-                    "account": f.account,
-                    "order_id": f.order_id,
-                    "at": f.at,
-                    "data": _dumps(converter.unstructure(f)),
-                }
-                for f in frozen
-            ]
-            conn.execute(_upsert(conn, FillRow, ("broker_order_id", "fill_id"), None), rows)
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.fills.run(cursor, rows)
 
         await self._write(_Job(apply=apply))
 
@@ -573,21 +819,17 @@ class SqlStorage(Storage):
     async def save_positions(self, positions: Sequence[Position]) -> None:
         if not positions:
             return
-        # Positions are mutable: snapshot them now.
-        snapshot = [
-            {
-                "account": p.account,
-                "instrument": p.instrument,
-                "product": p.product.value,
-                "data": converter.unstructure(p),
-            }
-            for p in positions
-        ]
+        # Positions are mutable: serialise them now.
+        rows = _last_per_key(
+            (
+                (p.account, p.instrument, p.product.value, _fast_dumps(converter.unstructure(p)))
+                for p in positions
+            ),
+            3,
+        )
 
-        def apply(conn: Connection) -> None:
-            rows = [{**row, "data": _dumps(row["data"])} for row in snapshot]
-            keys = ("account", "instrument", "product")
-            conn.execute(_upsert(conn, PositionRow, keys, ("data",)), _last_per_key(rows, *keys))
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.positions.run(cursor, rows)
 
         await self._write(_Job(apply=apply))
 
@@ -604,20 +846,14 @@ class SqlStorage(Storage):
         for start in range(0, len(frozen), _INSTRUMENT_SLICE):
             part = frozen[start : start + _INSTRUMENT_SLICE]
 
-            def apply(conn: Connection, part: tuple[Instrument, ...] = part) -> None:
-                rows = [
-                    {
-                        "key": i.key,
-                        "exchange": i.exchange,
-                        "symbol": i.symbol,
-                        "token": i.token,
-                        "data": _dumps(converter.unstructure(i)),
-                    }
+            def apply(
+                cursor: DBAPICursor, statements: _Statements, part: tuple[Instrument, ...] = part
+            ) -> None:
+                rows = (
+                    (i.key, i.exchange, i.symbol, i.token, _fast_dumps(converter.unstructure(i)))
                     for i in part
-                ]
-                update = ("exchange", "symbol", "token", "data")
-                stmt = _upsert(conn, InstrumentRow, ("key",), update)
-                conn.execute(stmt, _last_per_key(rows, "key"))
+                )
+                statements.instruments.run(cursor, _last_per_key(rows, 1))
 
             await self._write(_Job(apply=apply))
 
@@ -626,16 +862,15 @@ class SqlStorage(Storage):
         return await self._read(lambda conn: _structure_all(conn, query, Instrument))
 
     async def save_account(self, account: Account) -> None:
-        row = {
-            "account_id": account.account_id,
-            "broker": account.broker,
-            "environment": account.environment.value,
-            "data": _dumps(converter.unstructure(account)),
-        }
+        row = (
+            account.account_id,
+            account.broker,
+            account.environment.value,
+            _dumps(converter.unstructure(account)),
+        )
 
-        def apply(conn: Connection) -> None:
-            update = ("broker", "environment", "data")
-            conn.execute(_upsert(conn, AccountRow, ("account_id",), update), [row])
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.accounts.run(cursor, [row])
 
         await self._write(_Job(apply=apply))
 
@@ -646,16 +881,12 @@ class SqlStorage(Storage):
     # Users -------------------------------------------------------------------------------------
 
     async def save_user(self, user: User, password_hash: str | None = None) -> None:
-        row = {
-            "username": user.username,
-            "password_hash": password_hash,
-            "data": _dumps(converter.unstructure(user)),
-        }
-        # No new hash: update everything but the stored one (a new user gets none).
-        update = ("data",) if password_hash is None else ("data", "password_hash")
+        row = (user.username, password_hash, _dumps(converter.unstructure(user)))
 
-        def apply(conn: Connection) -> None:
-            conn.execute(_upsert(conn, UserRow, ("username",), update), [row])
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            # No new hash: update everything but the stored one (a new user gets none).
+            upsert = statements.users if password_hash is None else statements.users_with_hash
+            upsert.run(cursor, [row])
 
         await self._write(_Job(apply=apply))
 
@@ -671,10 +902,10 @@ class SqlStorage(Storage):
 
     async def append_audit(self, kind: str, payload: dict[str, object]) -> None:
         # Serialised now: a payload that is not JSON fails here, and later mutation cannot leak in.
-        row = {"kind": kind, "at": utcnow(), "data": _dumps(payload)}
+        row = (kind, self._open_statements().moment(utcnow()), _dumps(payload))
 
-        def apply(conn: Connection) -> None:
-            conn.execute(insert(AuditRow), [row])
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.audit.run(cursor, [row])
 
         await self._write(_Job(apply=apply))
 
@@ -692,10 +923,10 @@ class SqlStorage(Storage):
         return await self._read(read)
 
     async def put_state(self, namespace: str, key: str, value: bytes) -> None:
-        row = {"namespace": namespace, "key": key, "value": bytes(value)}
+        row = (namespace, key, bytes(value))
 
-        def apply(conn: Connection) -> None:
-            conn.execute(_upsert(conn, StateRow, ("namespace", "key"), ("value",)), [row])
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.state.run(cursor, [row])
 
         await self._write(_Job(apply=apply))
 
