@@ -137,15 +137,28 @@ class _Entry:
 
 
 class _Journal:
-    """Batches order events, fills and positions into storage writes from one task."""
+    """Batches order events, fills and positions into storage writes from one task.
 
-    def __init__(self, storage: Storage, on_written: Callable[[list[OrderEventMessage]], None]):
+    Someone waits on an order's first entry (it must be durable before the broker sees the
+    order); nobody waits on the broker-driven ones that follow, which the broker can always
+    replay through reconciliation. So a batch with no waiter lingers up to ``linger_s`` for one
+    to arrive and share its commit, instead of costing a commit of its own.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        on_written: Callable[[list[OrderEventMessage]], None],
+        linger_s: float = 0.002,
+    ):
         self._storage = storage
         self._on_written = on_written
+        self._linger_s = linger_s
         self._entries: list[_Entry] = []
         self._fills: list[Fill] = []
         self._positions: dict[tuple[str, str, str], Position] = {}
         self._wakeup = anyio.Event()
+        self._urgent = anyio.Event()  # set when a waited entry (or a flush) is pending
         self._idle = anyio.Event()
         self._idle.set()
 
@@ -153,6 +166,8 @@ class _Journal:
         entry = _Entry(_snapshot(order), kind, anyio.Event() if wait else None)
         self._entries.append(entry)
         self._kick()
+        if wait:
+            self._urgent.set()
         return entry
 
     def add_fill(self, fill: Fill, position: Position) -> None:
@@ -179,6 +194,7 @@ class _Journal:
 
     async def flush(self) -> None:
         while self._entries or self._fills or not self._idle.is_set():
+            self._urgent.set()
             await self._idle.wait()
             await anyio.lowlevel.checkpoint()
 
@@ -216,6 +232,10 @@ class _Journal:
                 await self._wakeup.wait()
                 self._wakeup = anyio.Event()
                 continue
+            if not self._urgent.is_set():
+                with anyio.move_on_after(self._linger_s):
+                    await self._urgent.wait()
+            self._urgent = anyio.Event()
             entries, self._entries = self._entries, []
             fills, self._fills = self._fills, []
             positions, self._positions = list(self._positions.values()), {}
