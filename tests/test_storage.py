@@ -329,6 +329,33 @@ async def test_positions_are_upserted_by_account_instrument_product(storage: Sto
     assert await storage.load_positions("acc2") == [p3]
 
 
+async def test_journal_fills_and_positions_are_written_together(
+    durable_url: str, plugins: PluginHost
+) -> None:
+    filled = order("o1")
+    filled.transition(OrderStatus.PENDING)
+    filled.transition(OrderStatus.OPEN)
+    filled.record_fill(10, 150_000)
+    filled.transition(OrderStatus.FILLED)
+    position = Position(account="acc1", instrument="NSE:INFY", quantity=10, buy_quantity=10)
+    store = make_storage(durable_url, plugins)
+    await store.open()
+    (seq,) = await store.append_order_events(
+        [(filled, "fill")], [fill("t1", quantity=10)], [position]
+    )
+    await store.close()
+
+    store = make_storage(durable_url, plugins)  # what a restart finds
+    await store.open()
+    try:
+        assert [e.seq for e in await store.order_events()] == [seq]
+        assert [o.status for o in await store.load_orders()] == [OrderStatus.FILLED]
+        assert [f.fill_id for f in await store.load_fills()] == ["t1"]
+        assert [p.quantity for p in await store.load_positions()] == [10]
+    finally:
+        await store.close()
+
+
 async def test_instruments_and_accounts_round_trip(storage: Storage) -> None:
     await storage.save_instruments([INFY, NIFTY])
     renamed = attrs.evolve(INFY, name="Infosys Ltd")

@@ -205,24 +205,12 @@ class _Journal:
     async def _write(
         self, entries: list[_Entry], fills: list[Fill], positions: list[Position]
     ) -> None:
-        """One batch. The three writes run concurrently so the store can commit them together."""
-
-        async def journal() -> None:
-            seqs = await self._storage.append_order_events([(e.order, e.kind) for e in entries])
-            for entry, seq in zip(entries, seqs, strict=True):
-                entry.seq = seq
-
-        try:
-            async with anyio.create_task_group() as tg:
-                if entries:
-                    tg.start_soon(journal)
-                if fills:
-                    tg.start_soon(self._storage.save_fills, fills)
-                if positions:
-                    snapshots = [attrs.evolve(p) for p in positions]
-                    tg.start_soon(self._storage.save_positions, snapshots)
-        except* HftError as group:
-            raise group.exceptions[0] from None
+        """One batch, one transaction: an order is never stored FILLED without its fill."""
+        seqs = await self._storage.append_order_events(
+            [(e.order, e.kind) for e in entries], fills, [attrs.evolve(p) for p in positions]
+        )
+        for entry, seq in zip(entries, seqs, strict=True):
+            entry.seq = seq
 
     async def run(self) -> None:
         backoff = Backoff(initial_s=0.05, max_s=5.0)

@@ -325,8 +325,18 @@ class Storage(abc.ABC):
         """Raise NetworkError when the store cannot be reached (readiness probes use this)."""
 
     @abc.abstractmethod
-    async def append_order_events(self, events: Sequence[tuple[Order, str]]) -> list[int]:
-        """Journal ``(order, kind)`` pairs durably, in order; return their sequence numbers."""
+    async def append_order_events(
+        self,
+        events: Sequence[tuple[Order, str]],
+        fills: Sequence[Fill] = (),
+        positions: Sequence[Position] = (),
+    ) -> list[int]:
+        """Journal ``(order, kind)`` pairs durably, in order; return their sequence numbers.
+
+        ``fills`` and ``positions`` (as :meth:`save_fills` and :meth:`save_positions` store
+        them) are written in the same transaction: after a crash an order is never FILLED
+        without the fill and the position that go with it.
+        """
 
     @abc.abstractmethod
     async def order_events(self, after_seq: int = 0, limit: int = 1000) -> list[OrderEvent]:

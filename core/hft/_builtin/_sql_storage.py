@@ -733,8 +733,13 @@ class SqlStorage(Storage):
 
     # Orders ------------------------------------------------------------------------------------
 
-    async def append_order_events(self, events: Sequence[tuple[Order, str]]) -> list[int]:
-        if not events:
+    async def append_order_events(
+        self,
+        events: Sequence[tuple[Order, str]],
+        fills: Sequence[Fill] = (),
+        positions: Sequence[Position] = (),
+    ) -> list[int]:
+        if not (events or fills or positions):
             return []
         # Orders are mutable: serialising now snapshots them as they were when journalled. The
         # loop pays for it, but the writer thread would hold the same GIL for the same work.
@@ -750,7 +755,19 @@ class SqlStorage(Storage):
             )
             for order, kind in events
         ]
-        job = _Job(journal=entries, at=utcnow())
+        fill_rows = self._fill_rows(fills)
+        position_rows = self._position_rows(positions)
+
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            if fill_rows:
+                statements.fills.run(cursor, fill_rows)
+            if position_rows:
+                statements.positions.run(cursor, position_rows)
+
+        # One job is one transaction: the journal, fills and positions land together.
+        job = _Job(
+            journal=entries, at=utcnow(), apply=apply if fill_rows or position_rows else None
+        )
         await self._write(job)
         return job.seqs
 
@@ -791,9 +808,17 @@ class SqlStorage(Storage):
     async def save_fills(self, fills: Sequence[Fill]) -> None:
         if not fills:
             return
+        rows = self._fill_rows(fills)
+
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.fills.run(cursor, rows)
+
+        await self._write(_Job(apply=apply))
+
+    def _fill_rows(self, fills: Sequence[Fill]) -> list[tuple[Any, ...]]:
         # Serialised here, like every write: the writer thread is best kept short.
         moment = self._open_statements().moment
-        rows = [
+        return [
             (
                 f.broker_order_id,
                 f.fill_id,
@@ -805,11 +830,6 @@ class SqlStorage(Storage):
             for f in fills
         ]
 
-        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
-            statements.fills.run(cursor, rows)
-
-        await self._write(_Job(apply=apply))
-
     async def load_fills(self, account: str | None = None) -> list[Fill]:
         query = select(col(FillRow.data)).order_by(col(FillRow.id))
         if account is not None:
@@ -819,19 +839,23 @@ class SqlStorage(Storage):
     async def save_positions(self, positions: Sequence[Position]) -> None:
         if not positions:
             return
+        rows = self._position_rows(positions)
+
+        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
+            statements.positions.run(cursor, rows)
+
+        await self._write(_Job(apply=apply))
+
+    @staticmethod
+    def _position_rows(positions: Sequence[Position]) -> list[tuple[Any, ...]]:
         # Positions are mutable: serialise them now.
-        rows = _last_per_key(
+        return _last_per_key(
             (
                 (p.account, p.instrument, p.product.value, _fast_dumps(converter.unstructure(p)))
                 for p in positions
             ),
             3,
         )
-
-        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
-            statements.positions.run(cursor, rows)
-
-        await self._write(_Job(apply=apply))
 
     async def load_positions(self, account: str | None = None) -> list[Position]:
         query = select(col(PositionRow.data)).order_by(col(PositionRow.id))

@@ -47,7 +47,14 @@ class MemoryStorage(Storage):
     async def ping(self) -> None:
         pass
 
-    async def append_order_events(self, events: Sequence[tuple[Order, str]]) -> list[int]:
+    async def append_order_events(
+        self,
+        events: Sequence[tuple[Order, str]],
+        fills: Sequence[Fill] = (),
+        positions: Sequence[Position] = (),
+    ) -> list[int]:
+        await self.save_fills(fills)
+        await self.save_positions(positions)
         seqs = []
         for order, kind in events:
             snapshot = order.snapshot()
