@@ -16,6 +16,9 @@ import pytest
 @pytest.mark.slow
 def test_hft_serve_with_no_config_shows_instruments_ticking(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    # No configuration at all; only the plugins this is about, so that whatever transports
+    # are installed beside it do not need their default ports free.
+    env["HFT_PLUGINS"] = "sim,ext"
     process = subprocess.Popen(
         [sys.executable, "-m", "hft", "serve"],
         cwd=tmp_path,
