@@ -316,6 +316,8 @@ class OrderManager:
         # _track after every change, so building a risk context never scans the order book.
         self._exposure: dict[tuple[str, str, Side], int] = {}
         self._counted: dict[str, int] = {}
+        # Orders known by current status, kept by every status change (for metrics).
+        self._status_counts: dict[OrderStatus, int] = dict.fromkeys(OrderStatus, 0)
         self._fill_ids: set[tuple[str, str]] = set()
         self._early: dict[tuple[str, str], list[OrderUpdate | Fill]] = {}
         self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
@@ -345,6 +347,8 @@ class OrderManager:
         return open_orders
 
     def _index(self, order: Order) -> None:
+        if order.order_id not in self._orders:
+            self._status_counts[order.status] += 1
         self._orders[order.order_id] = order
         request = order.request
         if request.client_order_id:
@@ -371,6 +375,14 @@ class OrderManager:
             request = order.request
             key = (request.account, request.instrument, request.side)
             self._exposure[key] = self._exposure.get(key, 0) + now - before
+
+    def _counts_moved(self, before: OrderStatus, after: OrderStatus) -> None:
+        self._status_counts[before] -= 1
+        self._status_counts[after] += 1
+
+    def status_counts(self) -> dict[str, int]:
+        """How many orders the OMS knows, by current status (every status, zeros included)."""
+        return {str(status): count for status, count in self._status_counts.items()}
 
     def _broker_of(self, account_id: str) -> str:
         account = self._accounts.get(account_id)
@@ -561,6 +573,8 @@ class OrderManager:
         )
 
     def _forget(self, order: Order) -> None:
+        if order.order_id in self._orders:
+            self._status_counts[order.status] -= 1
         order.status = _S.REJECTED  # never sent: drop it from the exposure counters too
         self._track(order)
         self._orders.pop(order.order_id, None)
@@ -659,6 +673,7 @@ class OrderManager:
         )
         previous = order.status
         order.transition(_S.PENDING_MODIFY)
+        self._counts_moved(previous, order.status)
         await self._journal.write(order, "status")
         try:
             assert order.broker_order_id is not None
@@ -683,6 +698,7 @@ class OrderManager:
         order, account = self._live_order(user, order_id)
         previous = order.status
         order.transition(_S.PENDING_CANCEL)
+        self._counts_moved(previous, order.status)
         await self._journal.write(order, "status")
         try:
             assert order.broker_order_id is not None
@@ -778,7 +794,9 @@ class OrderManager:
     def _move(
         self, order: Order, status: OrderStatus, reason: str, *, kind: str = "status"
     ) -> None:
+        before = order.status
         order.transition(status, reason)
+        self._counts_moved(before, status)
         if order.is_terminal:
             self._live.get(order.request.account, set()).discard(order.order_id)
             self._track(order)

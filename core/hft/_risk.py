@@ -11,6 +11,12 @@ account, each ``off``, ``reduce_only`` or ``halt``; the stricter of the two appl
 kept in :class:`~hft.contracts.Storage` (state plus an audit entry each) so they survive a
 restart, and logged as ``risk.kill_switch``.
 
+Admins can change a rule at runtime (:meth:`RiskEngine.set_rule`): globally or for one account.
+The new settings are structured with the rule's config class (a wrong key or value changes
+nothing), only that rule is rebuilt in the chains it applies to (other rules keep their state,
+an order-rate window say), and the override is kept in storage (state ``risk/limits`` plus a
+``risk_limits`` audit entry) so that it wins over the config file after a restart.
+
 How the OMS drives it, per order::
 
     rejection = engine.check(request, context)
@@ -33,8 +39,8 @@ import anyio
 import attrs
 import structlog
 
-from hft._config import Config, RiskRuleSection
-from hft._errors import ConfigError, HftError, PluginError, ValidationError
+from hft._config import Config, RiskRuleSection, structure_section
+from hft._errors import ConfigError, HftError, NotFound, PluginError, ValidationError
 from hft._plugins import PluginHost, Registry
 from hft.contracts import RiskContext, RiskRejection, RiskRule, Storage
 from hft.hookspecs import RiskRuleFactory
@@ -54,6 +60,10 @@ STATE_NAMESPACE: Final = "risk"
 STATE_KEY: Final = "kill_switch"
 AUDIT_KIND: Final = "kill_switch"
 _STATE_VERSION: Final = 1
+#: Where runtime rule overrides live in storage, and their audit kind.
+LIMITS_KEY: Final = "limits"
+LIMITS_AUDIT_KIND: Final = "risk_limits"
+_LIMITS_VERSION: Final = 1
 
 _Check = Callable[[OrderRequest, RiskContext], "RiskRejection | None"]
 _Commit = Callable[[OrderRequest, RiskContext], None]
@@ -127,6 +137,27 @@ class _Chain:
     names: tuple[str, ...]
     checks: tuple[_Check, ...]
     commits: tuple[_Commit, ...]
+    rules: tuple[RiskRule, ...] = ()
+
+
+@attrs.frozen
+class _Override:
+    """A rule changed at runtime: its section, the settings as given (JSON), who, when, why."""
+
+    section: RiskRuleSection
+    settings: Mapping[str, object]
+    by: str
+    reason: str
+    at: dt.datetime
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "enabled": self.section.enabled,
+            "settings": dict(self.settings),
+            "by": self.by,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+        }
 
 
 class RiskEngine:
@@ -148,19 +179,24 @@ class RiskEngine:
         Every enabled rule is built here (the global chain is built per account, lazily, for
         accounts not named); a rule that cannot be built raises :class:`ConfigError`.
         """
-        self._global_sections = dict(risk)
+        self._config_global = dict(risk)
+        self._config_accounts = {a: dict(s) for a, s in (accounts or {}).items() if s}
+        self._global_overrides: dict[str, _Override] = {}
+        self._account_overrides: dict[str, dict[str, _Override]] = {}
         self._rules = rules
         self._chains: dict[str, _Chain] = {}
-        for account, sections in (accounts or {}).items():
-            self._chains[account] = self._build(account, sections or self._global_sections)
+        for account in accounts or {}:
+            self._chains[account] = self._build(account, self.sections(account))
         # A throwaway build, so that a global rule that cannot be built fails at start-up.
-        self._build("", self._global_sections)
+        self._build("", self._config_global)
         self._global = _OFF
         self._accounts: dict[str, KillSwitchState] = {}
         # Strictness per scope, kept beside the states so ``check`` reads two ints.
         self._global_level = 0
         self._account_levels: dict[str, int] = {}
         self._storage: Storage | None = None
+        #: Orders refused by :meth:`check`, by rejection code (read by metrics transports).
+        self.rejections: dict[str, int] = {}
         self._unsaved: list[dict[str, object]] = []
         self._lock = anyio.Lock()
 
@@ -170,23 +206,23 @@ class RiskEngine:
         accounts = {name: section.risk for name, section in config.accounts.items()}
         return cls(config.risk, plugins.risk_rules, accounts)
 
-    def _build(self, account: str, sections: Mapping[str, RiskRuleSection]) -> _Chain:
+    def _build(
+        self,
+        account: str,
+        sections: Mapping[str, RiskRuleSection],
+        keep: _Chain | None = None,
+        rebuild: str = "",
+    ) -> _Chain:
+        """Build the enabled rules of ``sections``, reusing ``keep``'s except ``rebuild``."""
+        kept = dict(zip(keep.names, keep.rules, strict=True)) if keep is not None else {}
         names: list[str] = []
         built: list[RiskRule] = []
         for name, section in sections.items():
             if not section.enabled:
                 continue
-            path = f"accounts.{account}.risk.{name}" if account else f"risk.{name}"
-            registration = self._rules.get(name)
-            try:
-                rule = registration.factory(section.settings)
-            except Exception as exc:
-                raise ConfigError(f"{path}: the rule could not be built: {exc}") from exc
-            if not isinstance(rule, RiskRule):
-                raise PluginError(
-                    f"{path}: plugin {registration.plugin!r} built {type(rule).__name__}, "
-                    "which is not a RiskRule (it needs code and check)"
-                )
+            rule = kept.get(name) if name != rebuild else None
+            if rule is None:
+                rule = self._build_rule(account, name, section)
             names.append(name)
             built.append(rule)
         commits: list[_Commit] = []
@@ -194,17 +230,215 @@ class RiskEngine:
             commit = getattr(rule, "commit", None)
             if callable(commit):
                 commits.append(commit)
-        return _Chain(tuple(names), tuple(rule.check for rule in built), tuple(commits))
+        return _Chain(
+            tuple(names), tuple(rule.check for rule in built), tuple(commits), tuple(built)
+        )
+
+    def _build_rule(self, account: str, name: str, section: RiskRuleSection) -> RiskRule:
+        path = f"accounts.{account}.risk.{name}" if account else f"risk.{name}"
+        registration = self._rules.get(name)
+        try:
+            rule = registration.factory(section.settings)
+        except Exception as exc:
+            raise ConfigError(f"{path}: the rule could not be built: {exc}") from exc
+        if not isinstance(rule, RiskRule):
+            raise PluginError(
+                f"{path}: plugin {registration.plugin!r} built {type(rule).__name__}, "
+                "which is not a RiskRule (it needs code and check)"
+            )
+        return rule
 
     def _chain(self, account: str) -> _Chain:
         chain = self._chains.get(account)
         if chain is None:
-            chain = self._chains[account] = self._build(account, self._global_sections)
+            chain = self._chains[account] = self._build(account, self.sections(account))
         return chain
 
     def rule_names(self, account: str) -> tuple[str, ...]:
         """The enabled rules of ``account``'s chain, in the order they run."""
         return self._chain(account).names
+
+    # Rule settings ----------------------------------------------------------------------------
+
+    def sections(self, account: str | None = None) -> dict[str, RiskRuleSection]:
+        """The rules of the global chain (``account`` None) or ``account``'s, in chain order.
+
+        Runtime overrides included: an account's own override of a rule, else its own config
+        values for it (when they differ from the global ones), else the global rule.
+        """
+        result: dict[str, RiskRuleSection] = {}
+        own_config = self._config_accounts.get(account, {}) if account else {}
+        own_overrides = self._account_overrides.get(account, {}) if account else {}
+        for name, config_section in (own_config or self._config_global).items():
+            if (override := own_overrides.get(name)) is not None:
+                result[name] = override.section
+            elif config_section != self._config_global.get(name):
+                result[name] = config_section
+            else:
+                result[name] = self._global_section(name)
+        return result
+
+    def _global_section(self, name: str) -> RiskRuleSection:
+        override = self._global_overrides.get(name)
+        return override.section if override is not None else self._config_global[name]
+
+    def own_accounts(self) -> list[str]:
+        """The accounts whose chain is not the global one (own config values or overrides)."""
+        return sorted(set(self._config_accounts) | set(self._account_overrides))
+
+    def _structure(
+        self, name: str, enabled: bool, settings: Mapping[str, object], account: str | None
+    ) -> RiskRuleSection:
+        if name not in self._config_global:
+            known = ", ".join(self._config_global) or "none installed"
+            raise NotFound(
+                f"no risk rule named {name!r} (known: {known})", code="unknown_risk_rule"
+            )
+        path = f"accounts.{account}.risk.{name}" if account else f"risk.{name}"
+        registration = self._rules.get(name)
+        if registration.config is None:
+            if settings:
+                keys = ", ".join(f"{path}.{key}: unknown key" for key in sorted(settings))
+                raise ConfigError(keys, code="risk_settings_invalid", status=400)
+            return RiskRuleSection(bool(enabled), None)
+        try:
+            structured = structure_section(settings, registration.config, path)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, code="risk_settings_invalid", status=400) from None
+        return RiskRuleSection(bool(enabled), structured)
+
+    async def set_rule(
+        self,
+        name: str,
+        *,
+        enabled: bool,
+        settings: Mapping[str, object],
+        account: str | None = None,
+        by: str,
+        reason: str = "",
+    ) -> RiskRuleSection:
+        """Change rule ``name`` globally (``account`` None) or for one account, and persist it.
+
+        ``settings`` replace the rule's settings entirely (keys left out take their defaults).
+        A global change applies to every account that has no own value for the rule; an
+        account's change to that account only. Only that rule is rebuilt; it applies from the
+        next order, before the write completes. Returns the new section.
+
+        Raises :class:`NotFound` (``unknown_risk_rule``) for a rule not installed, and
+        :class:`ConfigError` (``risk_settings_invalid``, status 400, naming each wrong field's
+        path) for settings the rule does not accept; either way nothing changes.
+        """
+        section = self._structure(name, enabled, settings, account)
+        try:
+            raw = json.loads(json.dumps(dict(settings)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"risk.{name}: settings are not plain JSON values: {exc}",
+                code="risk_settings_invalid",
+                status=400,
+            ) from None
+        override = _Override(section, raw, by, reason, utcnow())
+        previous = self.sections(account)[name]
+        # The overrides change first (sections() reads them), then every affected chain is
+        # built; if a build fails the overrides are put back, so a failure changes nothing.
+        old = (self._global_overrides, self._account_overrides)
+        if account is None:
+            self._global_overrides = {**self._global_overrides, name: override}
+            affected = [a for a in self._chains if self._inherits(a, name)]
+        else:
+            own = {**self._account_overrides.get(account, {}), name: override}
+            self._account_overrides = {**self._account_overrides, account: own}
+            affected = [account]
+        try:
+            rebuilt = {
+                a: self._build(a, self.sections(a), self._chains.get(a), name) for a in affected
+            }
+            if account is None and section.enabled:
+                self._build_rule("", name, section)  # fails even when no chain is built yet
+        except Exception:
+            self._global_overrides, self._account_overrides = old
+            raise
+        self._chains.update(rebuilt)
+        entry: dict[str, object] = {
+            "scope": "global" if account is None else "account",
+            "account": account,
+            "rule": name,
+            "enabled": section.enabled,
+            "settings": raw,
+            "previous_enabled": previous.enabled,
+            "reason": reason,
+            "by": by,
+        }
+        log.warning("risk.limits", **entry)
+        if self._storage is not None:
+            async with self._lock:
+                await self._storage.put_state(STATE_NAMESPACE, LIMITS_KEY, self._limits_snapshot())
+                await self._storage.append_audit(LIMITS_AUDIT_KIND, entry)
+        return section
+
+    def _inherits(self, account: str, name: str) -> bool:
+        """Whether ``account``'s rule ``name`` is the global one (no own value or override)."""
+        if name in self._account_overrides.get(account, {}):
+            return False
+        own = self._config_accounts.get(account)
+        return own is None or own.get(name) == self._config_global.get(name)
+
+    def _limits_snapshot(self) -> bytes:
+        data = {
+            "version": _LIMITS_VERSION,
+            "global": {n: o.to_json() for n, o in sorted(self._global_overrides.items())},
+            "accounts": {
+                a: {n: o.to_json() for n, o in sorted(rules.items())}
+                for a, rules in sorted(self._account_overrides.items())
+                if rules
+            },
+        }
+        return json.dumps(data, sort_keys=True).encode()
+
+    def _load_limits(self, raw: bytes) -> None:
+        try:
+            data = json.loads(raw)
+            scopes: list[tuple[str | None, Mapping[str, Mapping[str, object]]]] = [
+                (None, data["global"]),
+                *data["accounts"].items(),
+            ]
+            loaded: list[tuple[str | None, str, _Override]] = []
+            for account, rules in scopes:
+                for name, value in rules.items():
+                    if name not in self._config_global:
+                        log.warning(
+                            "risk.limits_override_ignored",
+                            rule=name,
+                            account=account,
+                            reason="no such risk rule is installed",
+                        )
+                        continue
+                    settings = value["settings"]
+                    if not isinstance(settings, Mapping):
+                        raise TypeError(f"{name}: settings are not a table")
+                    at = value.get("at")
+                    override = _Override(
+                        self._structure(name, bool(value["enabled"]), settings, account),
+                        dict(settings),
+                        str(value.get("by", "")),
+                        str(value.get("reason", "")),
+                        dt.datetime.fromisoformat(at) if isinstance(at, str) else utcnow(),
+                    )
+                    loaded.append((account, name, override))
+        except (ValueError, KeyError, TypeError, AttributeError, HftError) as exc:
+            detail = exc.message if isinstance(exc, HftError) else f"{type(exc).__name__}: {exc}"
+            raise HftError(
+                f"the stored risk limits are unreadable ({detail}); "
+                f"fix or delete state {STATE_NAMESPACE}/{LIMITS_KEY}",
+                code="risk_limits_state_invalid",
+            ) from None
+        for account, name, override in loaded:
+            if account is None:
+                self._global_overrides[name] = override
+            else:
+                self._account_overrides.setdefault(account, {})[name] = override
+        self._chains = {a: self._build(a, self.sections(a)) for a in self._chains}
+        self._build("", self.sections())
 
     # The order path ---------------------------------------------------------------------------
 
@@ -224,7 +458,7 @@ class RiskEngine:
         if level:
             rejection = self._kill_switch_rejection(level, request, context)
             if rejection is not None:
-                return rejection
+                return self._counted(rejection)
         chain = self._chains.get(account) or self._chain(account)
         check = None
         try:
@@ -233,16 +467,23 @@ class RiskEngine:
                 if rejection is not None:
                     if rejection.kill_switch is not None:
                         self._trip(account, KillSwitchMode(rejection.kill_switch), rejection)
-                    return rejection
+                    return self._counted(rejection)
         except Exception as exc:
             # A broken rule refuses the order (fail closed) instead of failing the request.
             name = chain.names[chain.checks.index(check)] if check is not None else "?"
             log.exception("risk.rule_failed", rule=name, account=account)
-            return RiskRejection(
-                "risk_rule_failed",
-                f"risk rule {name} failed ({type(exc).__name__}: {exc}); the order was refused",
+            return self._counted(
+                RiskRejection(
+                    "risk_rule_failed",
+                    f"risk rule {name} failed ({type(exc).__name__}: {exc}); the order was refused",
+                )
             )
         return None
+
+    def _counted(self, rejection: RiskRejection) -> RiskRejection:
+        code = rejection.code
+        self.rejections[code] = self.rejections.get(code, 0) + 1
+        return rejection
 
     def commit(self, request: OrderRequest, context: RiskContext) -> None:
         """Tell the rules that the whole chain accepted ``request`` (an order-rate rule counts it).
@@ -360,12 +601,17 @@ class RiskEngine:
     # Persistence ------------------------------------------------------------------------------
 
     async def load(self, storage: Storage) -> None:
-        """Restore the kill switches from ``storage`` and keep it for later changes.
+        """Restore the kill switches and rule overrides from ``storage`` and keep it.
 
-        Call it once, before the first order; it replaces the in-memory switches. Raises
-        :class:`HftError` (code ``kill_switch_state_invalid``) when the stored state is unreadable,
-        rather than trade without switches that may have been on.
+        Call it once, before the first order; it replaces the in-memory switches, and stored
+        rule overrides win over the config (one for a rule no longer installed is logged as
+        ``risk.limits_override_ignored`` and skipped). Raises :class:`HftError` (code
+        ``kill_switch_state_invalid`` or ``risk_limits_state_invalid``) when the stored state
+        is unreadable, rather than trade without switches or limits that may have been set.
         """
+        limits = await storage.get_state(STATE_NAMESPACE, LIMITS_KEY)
+        if limits is not None:
+            self._load_limits(limits)
         raw = await storage.get_state(STATE_NAMESPACE, STATE_KEY)
         self._storage = storage
         if raw is None:

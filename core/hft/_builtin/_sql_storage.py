@@ -28,6 +28,7 @@ batch, with its last state.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import itertools
@@ -92,6 +93,26 @@ _INSTRUMENT_SLICE: Final = 2_000
 _WRITER: Final = "hft_writer"
 
 log = structlog.get_logger("hft.storage")
+
+#: Upper bounds (seconds) of the commit-time histogram ``SqlStorage.commit_buckets`` keeps.
+COMMIT_BUCKETS: Final[tuple[float, ...]] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 def _dumps(value: object) -> str:
@@ -496,6 +517,9 @@ def _is_unreachable(exc: BaseException, dbapi: Any = None) -> bool:
 class SqlStorage(Storage):
     """The SQL backend; ``commits`` and ``writes`` count transactions and the jobs they held."""
 
+    #: The upper bounds of ``commit_buckets``.
+    commit_bounds: Final = COMMIT_BUCKETS
+
     def __init__(self, url: str) -> None:
         self.url = url
         self._sa_url = _parse(url)
@@ -506,6 +530,10 @@ class SqlStorage(Storage):
         self._secrets = sorted(found, key=len, reverse=True)  # longest first
         self.commits = 0
         self.writes = 0
+        #: Time each commit took, in seconds: cumulative counts per upper bound of
+        #: :data:`COMMIT_BUCKETS` (the last one counts every commit) and their sum, for metrics.
+        self.commit_buckets = [0] * (len(COMMIT_BUCKETS) + 1)
+        self.commit_seconds = 0.0
         self._engine: Engine | None = None
         self._statements: _Statements | None = None
         self._dbapi: Any = None  # the driver module (sqlite3, psycopg): its exception classes
@@ -723,11 +751,14 @@ class SqlStorage(Storage):
                 raise
             finally:
                 conn.close()  # back to the pool
+            elapsed = time.perf_counter() - started
             self.commits += 1
             self.writes += len(work)
-            log.debug(
-                "storage.commit", jobs=len(work), ms=round((time.perf_counter() - started) * 1e3, 3)
-            )
+            self.commit_seconds += elapsed
+            buckets = self.commit_buckets
+            for i in range(bisect.bisect_left(COMMIT_BUCKETS, elapsed), len(buckets)):
+                buckets[i] += 1
+            log.debug("storage.commit", jobs=len(work), ms=round(elapsed * 1e3, 3))
         for job in batch:
             job.done = True
 

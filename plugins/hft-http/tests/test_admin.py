@@ -211,6 +211,69 @@ async def test_risk_limits_show_the_configured_chain(harness_factory: Any) -> No
         assert refused.json()["error"]["code"] == "max_order_quantity"
 
 
+async def test_admins_change_risk_limits_at_runtime(harness: Any) -> None:
+    order = {
+        "account": "live_a",
+        "instrument": "NSE:INFY",
+        "side": "BUY",
+        "quantity": 20,
+        "price": "1000.00",
+    }
+    changed = await harness.put(
+        "/api/v1/risk/limits/max_order_quantity",
+        "root",
+        {"enabled": True, "settings": {"max_quantity": 10}, "reason": "tighten"},
+    )
+    assert changed.status_code == 200
+    assert changed.json() == {
+        "rule": "max_order_quantity",
+        "enabled": True,
+        "settings": {"max_quantity": 10},
+    }
+    refused = await harness.post("/api/v1/orders", "trader_live", order)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "max_order_quantity"
+    limits = (await harness.get("/api/v1/risk/limits", "root")).json()
+    rule = next(r for r in limits["rules"] if r["rule"] == "max_order_quantity")
+    assert rule["settings"] == {"max_quantity": 10}
+
+    # One account's own value: it wins over the global one for that account only.
+    own = await harness.put(
+        "/api/v1/risk/limits/max_order_quantity",
+        "root",
+        {"enabled": False, "settings": {}, "account": "live_a"},
+    )
+    assert own.json()["enabled"] is False
+    assert (await harness.post("/api/v1/orders", "trader_live", order)).status_code == 201
+    limits = (await harness.get("/api/v1/risk/limits", "root")).json()
+    assert set(limits["accounts"]) == {"live_a"}
+    (entry, *_) = await harness.storage.audit_entries("risk_limits")
+    assert {entry["by"], entry["rule"]} == {"root", "max_order_quantity"}
+
+    bad = await harness.put(
+        "/api/v1/risk/limits/max_order_quantity",
+        "root",
+        {"enabled": True, "settings": {"max_quantity": -5, "max_qty": 1}},
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "risk_settings_invalid"
+    assert "risk.max_order_quantity.max_qty" in bad.json()["error"]["message"]
+    unchanged = (await harness.get("/api/v1/risk/limits", "root")).json()
+    assert unchanged["rules"] == limits["rules"]
+
+    unknown = await harness.put("/api/v1/risk/limits/nope", "root", {"enabled": True})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_risk_rule"
+    no_account = await harness.put(
+        "/api/v1/risk/limits/price_band", "root", {"enabled": True, "account": "nope"}
+    )
+    assert no_account.status_code == 404
+    schema_error = await harness.put("/api/v1/risk/limits/price_band", "root", {"enabled": "maybe"})
+    assert schema_error.status_code in (400, 422)
+    trader = await harness.put("/api/v1/risk/limits/price_band", "trader_live", {"enabled": False})
+    assert trader.status_code == 403
+
+
 async def test_user_management(harness: Any) -> None:
     created = await harness.post(
         "/api/v1/users",

@@ -85,6 +85,7 @@ class _Server:
                 "key_id": spare.key_id,
                 "instrument": "NSE:INFY",
                 "key": "NSE:INFY",
+                "rule": "price_band",
             }
             self._ready.set()
             await self._stop.wait()

@@ -158,6 +158,13 @@ ACCOUNT_ENDPOINTS = [
         admin_only(),
         {"mode": "off", "reason": "matrix"},
     ),
+    Endpoint(
+        "set an account's risk limit",
+        "PUT",
+        "/api/v1/risk/limits/max_order_quantity",
+        admin_only(),
+        {"enabled": True, "settings": {"max_quantity": 1_000_000}, "account": "{account}"},
+    ),
     Endpoint("grant account", "PUT", "/api/v1/users/setup/accounts/{account}", admin_only()),
     Endpoint("revoke account", "DELETE", "/api/v1/users/victim/accounts/{account}", admin_only()),
 ]
@@ -234,6 +241,13 @@ GLOBAL_ENDPOINTS = [
         {"mode": "off", "reason": "matrix"},
     ),
     Endpoint("risk limits", "GET", "/api/v1/risk/limits", admin_only()),
+    Endpoint(
+        "set a risk limit",
+        "PUT",
+        "/api/v1/risk/limits/max_order_quantity",
+        admin_only(),
+        {"enabled": True, "settings": {"max_quantity": 1_000_000}},
+    ),
 ]
 
 USERS = [(role, kind) for role in ROLES for kind in KINDS]

@@ -148,7 +148,31 @@ async def test_metrics(harness: Any) -> None:
     assert values[("hft_kill_switch", (("account", ""),))] == 0
     route = (("method", "POST"), ("route", "/api/v1/orders"), ("status", "201"))
     assert values[("hft_http_requests_total", route)] == 2
+    assert ("hft_storage_commit_seconds_count", ()) not in values  # this backend keeps none
     del open_order
+
+
+async def test_metrics_read_the_core_counters(harness: Any) -> None:
+    # Rejections the engine counted for any caller, not only this transport's.
+    harness.services.risk.rejections["max_order_quantity"] = 3
+    # A backend that times its commits (the SQL one) is read the same way.
+    storage = harness.storage
+    storage.commit_bounds = (0.001, 0.01)
+    storage.commit_buckets = [2, 4, 5]
+    storage.commit_seconds = 0.25
+    await harness.place("live_a", "trader_live")
+    values = metric_values((await harness.client.get("/metrics")).text)
+    assert values[("hft_risk_rejections_total", (("code", "max_order_quantity"),))] == 3
+    assert (
+        values[("hft_orders", (("status", "PENDING"),))]
+        + values[("hft_orders", (("status", "OPEN"),))]
+        == 1
+    )
+    assert values[("hft_storage_commit_seconds_bucket", (("le", "0.001"),))] == 2
+    assert values[("hft_storage_commit_seconds_bucket", (("le", "0.01"),))] == 4
+    assert values[("hft_storage_commit_seconds_bucket", (("le", "+Inf"),))] == 5
+    assert values[("hft_storage_commit_seconds_count", ())] == 5
+    assert values[("hft_storage_commit_seconds_sum", ())] == 0.25
 
 
 async def test_the_openapi_document_describes_every_route(harness: Any) -> None:

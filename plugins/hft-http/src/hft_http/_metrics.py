@@ -12,7 +12,12 @@ from collections.abc import Iterable, Iterator
 import anyio
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector
 
@@ -116,12 +121,6 @@ class Metrics:
             ["kind"],
             registry=r,
         )
-        self.risk_rejections = Counter(
-            "hft_risk_rejections",
-            "Orders refused by the risk engine (seen by this transport), by rejection code.",
-            ["code"],
-            registry=r,
-        )
         self.broker_connection_events = Counter(
             "hft_broker_connection_events",
             "Broker connection changes, by broker and state.",
@@ -195,12 +194,20 @@ class _CoreCollector(Collector):
         orders = GaugeMetricFamily(
             "hft_orders", "Orders known to the OMS, by current status.", labels=["status"]
         )
-        counts = dict.fromkeys(OrderStatus, 0)
-        for order in services.oms.orders(_OBSERVER):
-            counts[order.status] += 1
-        for status, count in counts.items():
-            orders.add_metric([str(status)], count)
+        for status, count in services.oms.status_counts().items():
+            orders.add_metric([status], count)
         yield orders
+
+        rejections = CounterMetricFamily(
+            "hft_risk_rejections",
+            "Orders refused by the risk engine (any transport), by rejection code.",
+            labels=["code"],
+        )
+        for code, count in sorted(services.risk.rejections.items()):
+            rejections.add_metric([code], count)
+        yield rejections
+
+        yield from _storage_metrics(services)
 
         hub = services.hub.metrics()
         for name, value, text in (
@@ -255,3 +262,24 @@ class _CoreCollector(Collector):
             mode = services.risk.kill_switch(account).mode
             switch.add_metric([account], _MODE_LEVEL[str(mode)])
         yield switch
+
+
+def _storage_metrics(services: Services) -> Iterator[Metric]:
+    """The storage's commit times, when the backend keeps them (the SQL one does)."""
+    storage = services.storage
+    bounds = getattr(storage, "commit_bounds", None)
+    buckets = getattr(storage, "commit_buckets", None)
+    total = getattr(storage, "commit_seconds", None)
+    if not isinstance(bounds, tuple) or not isinstance(buckets, list):
+        return
+    if not isinstance(total, float) or len(buckets) != len(bounds) + 1:
+        return
+    histogram = HistogramMetricFamily(
+        "hft_storage_commit_seconds",
+        "Storage write transactions (group commits: journal entries, fills, state), by the time "
+        "each took to commit.",
+        buckets=[(repr(float(b)), int(c)) for b, c in zip(bounds, buckets, strict=False)]
+        + [("+Inf", int(buckets[-1]))],
+        sum_value=total,
+    )
+    yield histogram

@@ -415,6 +415,19 @@ class RiskRuleOut(BaseModel):
     settings: dict[str, object] | None
 
 
+class RiskRuleIn(_In):
+    enabled: bool
+    settings: dict[str, object] = Field(
+        default_factory=dict,
+        description="The rule's settings, replacing its current ones (keys left out take the "
+        'rule\'s defaults), e.g. `{"max_quantity": 500}` for `max_order_quantity`.',
+    )
+    account: str | None = Field(
+        default=None, description="Change this account's rule only; omitted: the global rule."
+    )
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
 class RiskLimitsOut(BaseModel):
     rules: list[RiskRuleOut] = Field(description="The global chain, in the order it runs.")
     accounts: dict[str, list[RiskRuleOut]] = Field(

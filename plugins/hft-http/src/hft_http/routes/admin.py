@@ -125,31 +125,55 @@ def _json_ready(value: Any) -> Any:
     return str(value)
 
 
+def _rule(name: str, section: RiskRuleSection) -> s.RiskRuleOut:
+    return s.RiskRuleOut(
+        rule=name,
+        enabled=section.enabled,
+        settings=_json_ready(section.settings) if section.settings is not None else None,
+    )
+
+
 def _rules(sections: Mapping[str, RiskRuleSection]) -> list[s.RiskRuleOut]:
-    return [
-        s.RiskRuleOut(
-            rule=name,
-            enabled=section.enabled,
-            settings=_json_ready(section.settings) if section.settings is not None else None,
-        )
-        for name, section in sections.items()
-    ]
+    return [_rule(name, section) for name, section in sections.items()]
 
 
 @router.get("/risk/limits", tags=["risk"], summary="Risk limits", responses=errors(*_ADMIN))
 async def risk_limits(user: AdminUser, state: State) -> s.RiskLimitsOut:
-    """The configured pre-trade rules and their limits: the global chain, and the accounts
-    that override it (set in `hft.toml` under `[risk.<rule>]` and
-    `[accounts.<id>.risk.<rule>]`)."""
-    config = state.services.config
+    """The pre-trade rules and their limits in force: the global chain, and the accounts that
+    have their own (set in `hft.toml` under `[risk.<rule>]` and `[accounts.<id>.risk.<rule>]`,
+    or changed at runtime with `PUT /risk/limits/{rule}`)."""
+    risk = state.services.risk
     return s.RiskLimitsOut(
-        rules=_rules(config.risk),
-        accounts={
-            account: _rules(section.risk)
-            for account, section in config.accounts.items()
-            if section.risk
-        },
+        rules=_rules(risk.sections()),
+        accounts={account: _rules(risk.sections(account)) for account in risk.own_accounts()},
     )
+
+
+@router.put(
+    "/risk/limits/{rule}",
+    tags=["risk"],
+    summary="Change a risk rule",
+    responses=errors(400, 404, 503, *_ADMIN),
+)
+async def set_risk_limit(
+    rule: str, body: s.RiskRuleIn, user: AdminUser, state: State
+) -> s.RiskRuleOut:
+    """Enable, disable or change one rule's settings, globally or (with `account`) for one
+    account, from the next order on. `settings` replace the rule's current ones. A global change
+    reaches every account without its own value for the rule. Stored (it wins over `hft.toml`
+    after a restart) and audited, with who made it. Settings the rule does not accept answer
+    400 `risk_settings_invalid` naming the field; an unknown rule or account 404."""
+    if body.account is not None:
+        _known_account(state, body.account)
+    section = await state.services.risk.set_rule(
+        rule,
+        enabled=body.enabled,
+        settings=body.settings,
+        account=body.account,
+        by=user.username,
+        reason=body.reason,
+    )
+    return _rule(rule, section)
 
 
 # Users ------------------------------------------------------------------------------------------

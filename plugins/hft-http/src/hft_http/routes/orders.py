@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from hft import RiskRejected
 from hft.model import OrderStatus, Side
 from hft_http import _convert
 from hft_http import _schemas as s
@@ -79,9 +78,6 @@ async def place_order(body: s.OrderIn, user: CurrentUser, state: State) -> s.Pla
     started = time.perf_counter()
     try:
         orders = await services.oms.submit(user, request)
-    except RiskRejected as exc:
-        state.metrics.risk_rejections.labels(exc.code).inc()
-        raise
     finally:
         state.metrics.order_submit_seconds.observe(time.perf_counter() - started)
     scale = instrument.price_scale if instrument is not None else 2
