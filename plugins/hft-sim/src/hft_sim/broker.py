@@ -416,7 +416,7 @@ class SimBroker(Broker):
             self._owners[broker_account],
             book,
             self.exchange.new_id(),
-            self._placeholder_view(broker_order_id),
+            self._initial_view(broker_order_id),
             request,
             margin_price=margin.price,
         )
@@ -1076,7 +1076,7 @@ class SimBroker(Broker):
         self._state_dirty = True
         self._emit(rec.view)
 
-    def _placeholder_view(self, broker_order_id: str) -> OrderUpdate:
+    def _initial_view(self, broker_order_id: str) -> OrderUpdate:
         return OrderUpdate(self.name, "", broker_order_id, S.PENDING)
 
     # Checks -----------------------------------------------------------------------------------
@@ -1282,7 +1282,7 @@ class SimBroker(Broker):
             self._owners[account],
             book,
             self.exchange.new_id(),
-            self._placeholder_view(order.order_id),
+            self._initial_view(order.order_id),
             request,
             x_filled=order.filled_quantity,
             exchange_id=row.get("exchange_id"),
