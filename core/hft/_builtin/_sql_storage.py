@@ -33,7 +33,6 @@ import contextlib
 import datetime as dt
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -64,6 +63,7 @@ from hft._builtin._sql_schema import (
     ensure_schema,
 )
 from hft._errors import ConfigError, HftError, NetworkError, ValidationError
+from hft._secret import redact_url
 from hft.contracts import OrderEvent, Storage
 from hft.model import (
     TERMINAL_STATUSES,
@@ -229,19 +229,6 @@ def _order_json(order: Order) -> str:
         except TypeError:
             pass
     return _dumps(converter.unstructure(order))
-
-
-_QUERY_PASSWORD: Final = re.compile(r"(?i)(password=)[^&]*")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password, for messages and logs (``postgresql://u:***@h/db``)."""
-    base, sep, query = url.partition("?")
-    scheme, colons, rest = base.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    if at and ":" in credentials:
-        base = f"{scheme}{colons}{credentials.split(':', 1)[0]}:***@{location}"
-    return base + sep + _QUERY_PASSWORD.sub(r"\1***", query)
 
 
 # ----------------------------------------------------------------------------------------------
