@@ -13,6 +13,7 @@ import pytest
 import hft
 from hft import AuthError, Conflict, NotFound, RiskRejected, ValidationError
 from hft._builtin.memory import MemoryStorage
+from hft._oms import OrderEventMessage, OrderFeed
 from hft.model import (
     Environment,
     ModifyRequest,
@@ -163,6 +164,54 @@ async def test_order_events_reach_the_owner_in_journal_order(
     with anyio.move_on_after(0.01):
         await other.receive_batch()
         pytest.fail("bob saw alice's order")
+
+
+@pytest.mark.anyio
+async def test_a_resumed_feed_replays_what_was_missed_then_goes_live_without_a_repeat(
+    services: Services, shared: Shared
+) -> None:
+    first = await submit_one(services, buy())
+    await settle(services)
+    seen = await services.oms.resume(ALICE, 0)
+    before = [m.seq for m in await seen.receive_batch()]
+    assert before and before[-1] == services.oms.last_seq
+    seen.close()
+
+    # Events happen while the client is away, then it resumes from the last one it saw.
+    shared.venue.fill(first.broker_order_id or "", 10)
+    second = await submit_one(services, buy())
+    await settle(services)
+    bob = User("bob", Role.TRADER, Environment.LIVE, accounts=("x",))
+    assert [m async for m in _drain(await services.oms.resume(bob, 0))] == []
+    resumed = await services.oms.resume(ALICE, before[-1])
+    await submit_one(services, buy())  # live, after the resume
+    await settle(services)
+    messages = [m async for m in _drain(resumed)]
+    seqs = [m.seq for m in messages]
+    assert seqs == sorted(set(seqs)) and seqs[0] > before[-1]
+    journal = [e.seq for e in await services.storage.order_events(before[-1])]
+    assert seqs == journal
+    changes = {(m.order.order_id, m.order.status) for m in messages}
+    assert (first.order_id, S.FILLED) in changes
+    assert second.order_id in {order_id for order_id, _ in changes}
+
+
+async def _drain(feed: OrderFeed) -> AsyncIterator[OrderEventMessage]:
+    """Everything the feed holds now, without waiting for more."""
+    with anyio.move_on_after(0.05):
+        while True:
+            for message in await feed.receive_batch():
+                yield message
+
+
+@pytest.mark.anyio
+async def test_resuming_too_far_back_is_refused_with_a_code(services: Services) -> None:
+    for _ in range(3):
+        await submit_one(services, buy())
+    await settle(services)
+    with pytest.raises(Conflict) as info:
+        await services.oms.resume(ALICE, 0, max_replay=2)
+    assert info.value.code == "resume_too_far"
 
 
 @pytest.mark.anyio

@@ -15,11 +15,12 @@ reconciliation.
 from __future__ import annotations
 
 import inspect
+import json
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -91,6 +92,18 @@ class Services:
         handle = self.brokers.get(broker)
         return handle.instruments.get(key) if handle else None
 
+    async def watchlist(self, username: str) -> list[str]:
+        """The user's market watch (instrument keys, in the order added); every transport
+        shares it, so a WebSocket client subscribes to what the user added over HTTP."""
+        raw = await self.storage.get_state(WATCHLIST_NAMESPACE, username)
+        if raw is None:
+            return []
+        return [str(key) for key in json.loads(raw).get("instruments", [])]
+
+    async def set_watchlist(self, username: str, instruments: list[str]) -> None:
+        payload = json.dumps({"version": 1, "instruments": instruments}).encode()
+        await self.storage.put_state(WATCHLIST_NAMESPACE, username, payload)
+
     def add_listener(self, listener: Callable[[str, BrokerEvent], None]) -> None:
         """Call ``listener(broker_name, event)`` for every broker event (keep it quick)."""
         self._listeners.append(listener)
@@ -112,6 +125,9 @@ class Services:
             self.hub.publish_connection(event)
         for listener in self._listeners:
             listener(broker, event)
+
+
+WATCHLIST_NAMESPACE: Final = "watch"
 
 
 def open_storage(url: str, plugins: PluginHost) -> Storage:

@@ -126,6 +126,13 @@ class OrderFeed:
         self.closed = True
         self._wakeup.set()
 
+    def _prime(self, replayed: list[OrderEventMessage], through_seq: int) -> None:
+        """Put replayed events first; drop live ones the replay already holds."""
+        live = [m for m in self._pending if m.seq > through_seq]
+        self._pending = deque(replayed + live)
+        if self._pending:
+            self._wakeup.set()
+
 
 @attrs.define
 class _Entry:
@@ -323,6 +330,7 @@ class OrderManager:
         self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
         self._placing: set[str] = set()  # ids of orders whose place_order has not returned
         self._feeds: list[OrderFeed] = []
+        self._last_seq = 0
         self._journal = _Journal(storage, self._publish)
 
     # Lifecycle --------------------------------------------------------------------------------
@@ -415,7 +423,44 @@ class OrderManager:
         self._feeds.append(feed)
         return feed
 
+    async def resume(
+        self, user: User, after_seq: int, *, max_backlog: int = 10_000, max_replay: int = 100_000
+    ) -> OrderFeed:
+        """Order events the user can see with a journal ``seq`` above ``after_seq``: first those
+        already journalled, replayed from storage, then live ones, with no gap and no repeat.
+
+        Sequences are journal positions: increasing, not contiguous per user. Replaying more
+        than ``max_replay`` events raises ``Conflict`` (``resume_too_far``); such a client
+        should start afresh from ``orders()``.
+        """
+        feed = self.subscribe(user, max_backlog=max_backlog)
+        replayed: list[OrderEventMessage] = []
+        cursor = after_seq
+        while page := await self._storage.order_events(cursor, limit=1000):
+            cursor = page[-1].seq
+            replayed.extend(
+                OrderEventMessage(e.seq, e.kind, e.order)
+                for e in page
+                if self._can_see(user, e.order.request.account)
+            )
+            if len(replayed) > max_replay:
+                feed.close()
+                raise Conflict(
+                    f"more than {max_replay} order events since seq {after_seq}; "
+                    "list the orders afresh instead",
+                    code="resume_too_far",
+                )
+        feed._prime(replayed, cursor)
+        return feed
+
+    @property
+    def last_seq(self) -> int:
+        """The journal sequence of the newest order event published to subscribers."""
+        return self._last_seq
+
     def _publish(self, messages: list[OrderEventMessage]) -> None:
+        if messages:
+            self._last_seq = max(self._last_seq, messages[-1].seq)
         for feed in self._feeds:
             for message in messages:
                 feed.push(message)
@@ -423,12 +468,8 @@ class OrderManager:
     # Authorisation ----------------------------------------------------------------------------
 
     def _can_see(self, user: User, account_id: str) -> bool:
-        if user.disabled:
-            return False
-        if user.role is Role.ADMIN:
-            return True
         account = self._accounts.get(account_id)
-        return account is not None and user.may_reach(account)
+        return account is not None and user.can_see(account)
 
     def _trading_account(self, user: User, account_id: str) -> Account:
         if user.disabled:

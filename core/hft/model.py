@@ -649,6 +649,13 @@ class User:
             return False
         return not (self.kind is Environment.SIM and account.environment is Environment.LIVE)
 
+    def can_see(self, account: Account) -> bool:
+        """Whether this user may read ``account``: admins see every account, others what they
+        may reach. Every transport applies this one rule to reads."""
+        if self.disabled:
+            return False
+        return self.role is Role.ADMIN or self.may_reach(account)
+
 
 # ----------------------------------------------------------------------------------------------
 # (Un)structuring

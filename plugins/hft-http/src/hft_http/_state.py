@@ -17,7 +17,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from hft import AuthError, HftError, NotFound
 from hft._auth import AuthService, require_admin
 from hft._host import Services
-from hft.model import Account, Instrument, Role, User
+from hft.model import Account, Instrument, User
 from hft_http._metrics import Metrics
 from hft_http._ratelimit import RateLimits
 from hft_http.config import HttpConfig
@@ -27,7 +27,6 @@ __all__ = [
     "AppState",
     "CurrentUser",
     "State",
-    "can_see",
     "visible_account",
     "visible_accounts",
 ]
@@ -86,18 +85,12 @@ class AppState:
         return self.scale(key, account.broker if account is not None else None)
 
 
-def can_see(user: User, account: Account) -> bool:
-    """Admins see every account; others the accounts granted to them, and a sim user never a
-    live one (the OMS applies the same rule to orders)."""
-    return user.role is Role.ADMIN or user.may_reach(account)
-
-
 def visible_account(state: AppState, user: User, account_id: str) -> Account:
     """The account, if ``user`` may see it: NotFound when there is none, 403 when not theirs."""
     account = state.services.accounts.get(account_id)
     if account is None:
         raise NotFound(f"no account {account_id!r}")
-    if not can_see(user, account):
+    if not user.can_see(account):
         raise AuthError(
             f"user {user.username!r} may not see account {account_id!r}",
             code="forbidden",
@@ -107,7 +100,7 @@ def visible_account(state: AppState, user: User, account_id: str) -> Account:
 
 
 def visible_accounts(state: AppState, user: User) -> list[Account]:
-    return [a for a in state.services.accounts.values() if can_see(user, a)]
+    return [a for a in state.services.accounts.values() if user.can_see(a)]
 
 
 # Dependencies ---------------------------------------------------------------------------------

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Annotated, Final
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -20,7 +19,6 @@ __all__ = ["router"]
 router = APIRouter(prefix=API_PREFIX)
 
 #: ``storage.put_state`` namespace of the market watch; the key is the username.
-WATCH_NAMESPACE: Final = "watch"
 
 
 @router.get(
@@ -150,18 +148,6 @@ async def quotes(
 # Market watch -----------------------------------------------------------------------------------
 
 
-async def _load_watch(state: AppState, username: str) -> list[str]:
-    raw = await state.services.storage.get_state(WATCH_NAMESPACE, username)
-    if raw is None:
-        return []
-    return [str(key) for key in json.loads(raw).get("instruments", [])]
-
-
-async def _save_watch(state: AppState, username: str, instruments: list[str]) -> None:
-    payload = json.dumps({"version": 1, "instruments": instruments}).encode()
-    await state.services.storage.put_state(WATCH_NAMESPACE, username, payload)
-
-
 async def _watchlist(state: AppState, instruments: list[str]) -> s.WatchlistOut:
     # An instrument that has left every broker's list (an expired future) keeps its place.
     latest = await _quotes(state, instruments, skip_unknown=True)
@@ -173,7 +159,7 @@ async def _watchlist(state: AppState, instruments: list[str]) -> s.WatchlistOut:
 )
 async def get_watchlist(user: CurrentUser, state: State) -> s.WatchlistOut:
     """The user's watched instruments, in the order added, with their latest quotes."""
-    return await _watchlist(state, await _load_watch(state, user.username))
+    return await _watchlist(state, await state.services.watchlist(user.username))
 
 
 @router.post(
@@ -187,7 +173,7 @@ async def add_to_watchlist(body: s.WatchIn, user: CurrentUser, state: State) -> 
     there changes nothing. The list is stored, so it survives restarts."""
     state.find_instrument(body.instrument)
     async with state.lock(f"watch:{user.username}"):
-        instruments = await _load_watch(state, user.username)
+        instruments = await state.services.watchlist(user.username)
         if body.instrument not in instruments:
             if len(instruments) >= state.config.max_watchlist:
                 raise Conflict(
@@ -195,7 +181,7 @@ async def add_to_watchlist(body: s.WatchIn, user: CurrentUser, state: State) -> 
                     code="watchlist_full",
                 )
             instruments.append(body.instrument)
-            await _save_watch(state, user.username, instruments)
+            await state.services.set_watchlist(user.username, instruments)
     return await _watchlist(state, instruments)
 
 
@@ -208,9 +194,9 @@ async def add_to_watchlist(body: s.WatchIn, user: CurrentUser, state: State) -> 
 async def remove_from_watchlist(instrument: str, user: CurrentUser, state: State) -> s.WatchlistOut:
     """Remove an instrument from the market watch (404 when it is not there)."""
     async with state.lock(f"watch:{user.username}"):
-        instruments = await _load_watch(state, user.username)
+        instruments = await state.services.watchlist(user.username)
         if instrument not in instruments:
             raise NotFound(f"{instrument!r} is not in the market watch")
         instruments.remove(instrument)
-        await _save_watch(state, user.username, instruments)
+        await state.services.set_watchlist(user.username, instruments)
     return await _watchlist(state, instruments)
