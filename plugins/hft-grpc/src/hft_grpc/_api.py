@@ -1,0 +1,463 @@
+"""The operations behind every RPC, run on the host's trio loop: protobuf in, protobuf out.
+
+Everything here touches the host's services, which are not thread-safe, so the server thread
+only ever reaches it through :class:`hft_grpc._bridge.Bridge`. Authorisation is the host's own:
+trading goes through the OMS (which enforces grants, roles and sim/live), reads apply
+``User.can_see`` to each account, exactly as the HTTP transport does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import anyio
+import attrs
+
+from hft import AuthError, HftError, NetworkError, NotFound, RateLimited, ValidationError
+from hft._auth import TokenPair
+from hft._host import Services
+from hft._hub import Subscription, project
+from hft._oms import OrderFeed
+from hft._resilience import TokenBucket
+from hft.model import Account, ConnectionEvent, Instrument, StreamMode, Tick, User
+from hft_grpc import _convert as c
+from hft_grpc._generated import auth_pb2 as auth_pb
+from hft_grpc._generated import market_data_pb2 as md_pb
+from hft_grpc._generated import orders_pb2 as orders_pb
+from hft_grpc._generated import portfolio_pb2 as portfolio_pb
+from hft_grpc.config import GrpcConfig
+
+__all__ = ["DEADLINE_EXCEEDED", "HostApi", "TickStream"]
+
+#: Deadlines arrive as ``time.monotonic()`` instants: the one clock both threads share.
+Deadline = float | None
+
+DEADLINE_EXCEEDED: Final = "deadline_exceeded"
+_MAX_QUOTES: Final = 50
+_MAX_PAGE: Final = 1000
+_DEFAULT_PAGE: Final = 100
+_MAX_BUCKETS: Final = 10_000
+
+
+def deadline_error() -> HftError:
+    return HftError("the call's deadline passed", code=DEADLINE_EXCEEDED, status=504)
+
+
+def _remaining(deadline: Deadline) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise deadline_error()
+    return left
+
+
+@contextmanager
+def _within(deadline: Deadline) -> Iterator[None]:
+    """Bound a read by the caller's deadline."""
+    try:
+        with anyio.fail_after(_remaining(deadline)):
+            yield
+    except TimeoutError:
+        raise deadline_error() from None
+
+
+@attrs.define(eq=False)
+class TickStream:
+    """One ``StreamTicks`` call's subscription, as the server thread holds it (opaquely)."""
+
+    subscription: Subscription
+    mode: StreamMode
+    scales: dict[str, int]
+    greeting: list[ConnectionEvent]
+
+
+class HostApi:
+    """The host's services as the gRPC services need them."""
+
+    def __init__(self, services: Services, config: GrpcConfig) -> None:
+        self.services = services
+        self.config = config
+        self.closing = False
+        #: Instruments as last stored, for the scale of orders whose broker has not connected.
+        self.stored_instruments: dict[str, Instrument] = {}
+        self._streams: set[Subscription | OrderFeed] = set()
+        self._login_buckets: dict[str, TokenBucket] = {}
+
+    async def load(self) -> None:
+        instruments = await self.services.storage.load_instruments()
+        self.stored_instruments = {i.key: i for i in instruments}
+
+    def close_streams(self) -> None:
+        """Shutdown: refuse new streams and end every open one."""
+        self.closing = True
+        for stream in list(self._streams):
+            stream.close()
+
+    # Who is calling ---------------------------------------------------------------------------
+
+    def user(self, credential: str | None) -> User:
+        if credential is None:
+            raise AuthError(
+                "send an access token (authorization: Bearer ...) or an API key (x-api-key)",
+                code="missing_credentials",
+            )
+        return self.services.auth.authenticate(credential)
+
+    def _throttle_sign_in(self, peer: str) -> None:
+        bucket = self._login_buckets.get(peer)
+        if bucket is None:
+            if len(self._login_buckets) >= _MAX_BUCKETS:
+                self._login_buckets.clear()  # forget idle addresses rather than grow unbounded
+            bucket = TokenBucket(self.config.login_rate_per_s, self.config.login_burst)
+            self._login_buckets[peer] = bucket
+        if not bucket.try_acquire():
+            raise RateLimited(
+                "too many sign-in attempts from this address; wait and retry",
+                retry_after_s=1 / self.config.login_rate_per_s,
+            )
+
+    # Scales and visibility --------------------------------------------------------------------
+
+    def scale(self, key: str, broker: str | None = None) -> int:
+        """The price scale of ``key`` (at ``broker`` when given), 2 when nothing knows it."""
+        if broker is not None:
+            known = self.services.instrument(broker, key)
+            if known is not None:
+                return known.price_scale
+        for handle in self.services.brokers.values():
+            found = handle.instruments.get(key)
+            if found is not None:
+                return found.price_scale
+        stored = self.stored_instruments.get(key)
+        return stored.price_scale if stored is not None else 2
+
+    def _account_scale(self, account_id: str, key: str) -> int:
+        account = self.services.accounts.get(account_id)
+        return self.scale(key, account.broker if account is not None else None)
+
+    def _visible_account(self, user: User, account_id: str) -> Account:
+        account = self.services.accounts.get(account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id!r}")
+        if not user.can_see(account):
+            raise AuthError(
+                f"user {user.username!r} may not see account {account_id!r}",
+                code="forbidden",
+                status=403,
+            )
+        return account
+
+    def _accounts(self, user: User, account_id: str | None) -> list[Account]:
+        if account_id is not None:
+            return [self._visible_account(user, account_id)]
+        return [a for a in self.services.accounts.values() if user.can_see(a)]
+
+    def _find_instrument(self, key: str) -> tuple[str, Instrument]:
+        for name, handle in self.services.brokers.items():
+            instrument = handle.instruments.get(key)
+            if instrument is not None:
+                return name, instrument
+        raise NotFound(f"unknown instrument {key!r}")
+
+    # AuthService ------------------------------------------------------------------------------
+
+    async def login(
+        self, peer: str, request: auth_pb.LoginRequest, deadline: Deadline
+    ) -> auth_pb.LoginResponse:
+        self._throttle_sign_in(peer)
+        if not request.username or not request.password:
+            raise ValidationError("username and password are required", code="invalid")
+        with _within(deadline):
+            pair = await self.services.auth.login(request.username, request.password)
+        return auth_pb.LoginResponse(tokens=_tokens(pair))
+
+    async def refresh(
+        self, peer: str, request: auth_pb.RefreshRequest, deadline: Deadline
+    ) -> auth_pb.RefreshResponse:
+        self._throttle_sign_in(peer)
+        if not request.refresh_token:
+            raise ValidationError("refresh_token is required", code="invalid")
+        with _within(deadline):
+            pair = await self.services.auth.refresh(request.refresh_token)
+        return auth_pb.RefreshResponse(tokens=_tokens(pair))
+
+    # OrderService -----------------------------------------------------------------------------
+    # Trading calls check the deadline once, before anything changes; once begun they run to
+    # their end (see the bridge), so an order is never left half-placed by an impatient client.
+
+    async def place(
+        self, credential: str | None, request: orders_pb.PlaceRequest, deadline: Deadline
+    ) -> orders_pb.PlaceResponse:
+        user = self.user(credential)
+        account = self.services.accounts.get(request.account)
+        instrument = (
+            self.services.instrument(account.broker, request.instrument)
+            if account is not None
+            else None
+        )
+        scale = instrument.price_scale if instrument is not None else 2
+        order_request = c.order_request(request, scale)
+        _remaining(deadline)
+        orders = await self.services.oms.submit(user, order_request)
+        return orders_pb.PlaceResponse(orders=[c.order_out(o, scale) for o in orders])
+
+    async def modify(
+        self, credential: str | None, request: orders_pb.ModifyRequest, deadline: Deadline
+    ) -> orders_pb.ModifyResponse:
+        user = self.user(credential)
+        oms = self.services.oms
+        current = oms.get(user, _order_id(request.order_id))
+        scale = self._account_scale(current.request.account, current.request.instrument)
+        change = c.modify_request(request, scale)
+        _remaining(deadline)
+        order = await oms.modify(user, request.order_id, change)
+        return orders_pb.ModifyResponse(order=c.order_out(order, scale))
+
+    async def cancel(
+        self, credential: str | None, request: orders_pb.CancelRequest, deadline: Deadline
+    ) -> orders_pb.CancelResponse:
+        user = self.user(credential)
+        order_id = _order_id(request.order_id)
+        _remaining(deadline)
+        order = await self.services.oms.cancel(user, order_id)
+        scale = self._account_scale(order.request.account, order.request.instrument)
+        return orders_pb.CancelResponse(order=c.order_out(order, scale))
+
+    async def get(
+        self, credential: str | None, request: orders_pb.GetRequest, deadline: Deadline
+    ) -> orders_pb.GetResponse:
+        user = self.user(credential)
+        order = self.services.oms.get(user, _order_id(request.order_id))
+        scale = self._account_scale(order.request.account, order.request.instrument)
+        return orders_pb.GetResponse(order=c.order_out(order, scale))
+
+    async def list_orders(
+        self, credential: str | None, request: orders_pb.ListRequest, deadline: Deadline
+    ) -> orders_pb.ListResponse:
+        user = self.user(credential)
+        account = request.account if request.HasField("account") else None
+        if account is not None:
+            self._visible_account(user, account)
+        instrument = request.instrument if request.HasField("instrument") else None
+        side = None if request.side == 0 else c.side_in(request.side)
+        limit = request.limit or _DEFAULT_PAGE
+        if limit > _MAX_PAGE:
+            raise ValidationError(f"limit must lie in 1..{_MAX_PAGE}", code="invalid")
+        orders = self.services.oms.orders(
+            user, account=account, status=c.order_status_in(request.status)
+        )
+        if instrument is not None or side is not None:
+            orders = [
+                o
+                for o in orders
+                if (instrument is None or o.request.instrument == instrument)
+                and (side is None or o.request.side is side)
+            ]
+        orders.reverse()
+        start = request.offset
+        page = orders[start : start + limit]
+        out = orders_pb.ListResponse(
+            orders=[
+                c.order_out(o, self._account_scale(o.request.account, o.request.instrument))
+                for o in page
+            ],
+            total=len(orders),
+        )
+        if start + limit < len(orders):
+            out.next_offset = start + limit
+        return out
+
+    async def open_events(
+        self, credential: str | None, request: orders_pb.StreamEventsRequest, deadline: Deadline
+    ) -> tuple[OrderFeed, int]:
+        """The caller's order feed, resumed after ``after_seq`` (or from now), and that seq."""
+        user = self.user(credential)
+        self._check_open()
+        oms = self.services.oms
+        after = request.after_seq if request.HasField("after_seq") else oms.last_seq
+        with _within(deadline):
+            feed = await oms.resume(user, after, max_backlog=self.config.order_backlog)
+        self._streams.add(feed)
+        return feed, after
+
+    async def next_events(self, feed: OrderFeed) -> list[orders_pb.StreamEventsResponse] | None:
+        """The next events of ``feed`` (waiting for some); None once it has ended."""
+        try:
+            batch = await feed.receive_batch()
+        except anyio.EndOfStream:
+            self._streams.discard(feed)
+            if self.closing:
+                raise _shutting_down() from None
+            return None
+        return [
+            orders_pb.StreamEventsResponse(
+                event=orders_pb.OrderEvent(
+                    seq=m.seq,
+                    kind=c.EVENT_KINDS.get(m.kind, orders_pb.ORDER_EVENT_KIND_UNSPECIFIED),
+                    order=c.order_out(
+                        m.order,
+                        self._account_scale(m.order.request.account, m.order.request.instrument),
+                    ),
+                )
+            )
+            for m in batch
+        ]
+
+    async def close_stream(self, stream: Subscription | OrderFeed) -> None:
+        stream.close()
+        self._streams.discard(stream)
+
+    # MarketDataService ------------------------------------------------------------------------
+
+    async def quotes(
+        self, credential: str | None, request: md_pb.QuotesRequest, deadline: Deadline
+    ) -> md_pb.QuotesResponse:
+        self.user(credential)
+        keys = list(dict.fromkeys(request.instruments))
+        if not 1 <= len(keys) <= _MAX_QUOTES:
+            raise ValidationError(f"ask for 1..{_MAX_QUOTES} instruments", code="invalid")
+        found: dict[str, md_pb.Tick] = {}
+        missing: dict[str, list[Instrument]] = {}
+        for key in keys:
+            name, instrument = self._find_instrument(c.check_instrument(key))
+            tick = self.services.hub.latest(key)
+            if tick is not None:
+                found[key] = c.tick_out(tick, instrument.price_scale)
+            else:
+                missing.setdefault(name, []).append(instrument)
+        for name, instruments in missing.items():
+            handle = self.services.brokers[name]
+            if not handle.ready:
+                continue
+            try:
+                with _within(deadline):
+                    snapshots: dict[str, Tick] = await handle.broker.quotes(instruments)
+            except HftError as exc:
+                if exc.code == DEADLINE_EXCEEDED:
+                    raise
+                continue  # no quotes from this broker now: those instruments have no data
+            for instrument in instruments:
+                tick = snapshots.get(instrument.key)
+                if tick is not None:
+                    found[instrument.key] = c.tick_out(tick, instrument.price_scale)
+        return md_pb.QuotesResponse(quotes=[found[k] for k in keys if k in found])
+
+    async def open_ticks(
+        self, credential: str | None, request: md_pb.StreamTicksRequest, deadline: Deadline
+    ) -> TickStream:
+        user = self.user(credential)
+        keys = list(dict.fromkeys(request.instruments))
+        limit = self.config.max_stream_instruments
+        if not 1 <= len(keys) <= limit:
+            raise ValidationError(f"ask for 1..{limit} instruments", code="invalid")
+        mode = c.stream_mode_in(request.mode)
+        scales = {
+            key: self._find_instrument(c.check_instrument(key))[1].price_scale for key in keys
+        }
+        self._check_open()
+        hub = self.services.hub
+        subscription = hub.subscribe(keys, mode, name=f"grpc:{user.username}")
+        self._streams.add(subscription)
+        return TickStream(subscription, mode, scales, list(hub.connections.values()))
+
+    async def next_ticks(self, stream: TickStream) -> md_pb.StreamTicksResponse | None:
+        """What piled up since the last call (waiting for something); None once ended."""
+        events: list[md_pb.MarketEvent] = [
+            md_pb.MarketEvent(connection=c.connection_out(e)) for e in stream.greeting
+        ]
+        stream.greeting = []
+        subscription = stream.subscription
+        batch = (
+            subscription.receive_nowait(self.config.max_batch)
+            if events
+            else await subscription.receive_batch(self.config.max_batch)
+        )
+        if not batch and not events:
+            self._streams.discard(subscription)
+            if self.closing:
+                raise _shutting_down()
+            if subscription.closed_reason == "lagged":
+                raise HftError(
+                    "the stream fell too far behind broker connection changes; subscribe again",
+                    code="lagged",
+                    status=409,
+                )
+            return None
+        mode, scales = stream.mode, stream.scales
+        for item in batch:
+            if isinstance(item, Tick):
+                tick = project(item, mode)
+                events.append(md_pb.MarketEvent(tick=c.tick_out(tick, scales[tick.instrument])))
+            else:
+                events.append(md_pb.MarketEvent(connection=c.connection_out(item)))
+        return md_pb.StreamTicksResponse(events=events)
+
+    # PortfolioService -------------------------------------------------------------------------
+
+    async def positions(
+        self, credential: str | None, request: portfolio_pb.PositionsRequest, deadline: Deadline
+    ) -> portfolio_pb.PositionsResponse:
+        user = self.user(credential)
+        account = request.account if request.HasField("account") else None
+        out = []
+        for acct in self._accounts(user, account):
+            for position in self.services.portfolio.positions(acct.account_id):
+                scale = self.scale(position.instrument, acct.broker)
+                out.append(c.position_out(position, scale))
+        return portfolio_pb.PositionsResponse(positions=out)
+
+    async def holdings(
+        self, credential: str | None, request: portfolio_pb.HoldingsRequest, deadline: Deadline
+    ) -> portfolio_pb.HoldingsResponse:
+        user = self.user(credential)
+        account = request.account if request.HasField("account") else None
+        out = []
+        for acct in self._accounts(user, account):
+            handle = self.services.brokers.get(acct.broker)
+            if handle is None or not handle.ready:
+                if account is None:
+                    continue
+                raise NetworkError(f"broker {acct.broker!r} is not connected")
+            with _within(deadline):
+                holdings = await handle.broker.holdings(acct.broker_account)
+            for holding in holdings:
+                # Brokers name their own account code: answer with the hft account's id.
+                holding = attrs.evolve(holding, account=acct.account_id)
+                scale = self.scale(holding.instrument, acct.broker)
+                out.append(c.holding_out(holding, scale))
+        return portfolio_pb.HoldingsResponse(holdings=out)
+
+    async def accounts(
+        self, credential: str | None, request: portfolio_pb.AccountsRequest, deadline: Deadline
+    ) -> portfolio_pb.AccountsResponse:
+        user = self.user(credential)
+        return portfolio_pb.AccountsResponse(
+            accounts=[c.account_out(a) for a in self._accounts(user, None)]
+        )
+
+    def _check_open(self) -> None:
+        if self.closing:
+            raise _shutting_down()
+
+
+def _shutting_down() -> NetworkError:
+    return NetworkError("the server is shutting down; reconnect", code="shutting_down")
+
+
+def _order_id(value: str) -> str:
+    if not value or len(value) > 64:
+        raise ValidationError("order_id is required (at most 64 characters)", code="invalid")
+    return value
+
+
+def _tokens(pair: TokenPair) -> auth_pb.Tokens:
+    return auth_pb.Tokens(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        token_type=pair.token_type,
+        expires_in_s=pair.expires_in_s,
+    )

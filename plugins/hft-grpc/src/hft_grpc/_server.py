@@ -1,0 +1,203 @@
+"""The gRPC server, on its own thread's asyncio loop: reads credentials and deadlines, hands each
+call to the host through the bridge, writes replies and streams, and maps errors to statuses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable
+from contextlib import aclosing
+from typing import Any
+
+import grpc
+import grpc.aio
+import structlog
+from google.protobuf.message import Message
+
+from hft import HftError
+from hft_grpc._api import HostApi
+from hft_grpc._bridge import Bridge
+from hft_grpc._errors import grpc_status, trailers
+from hft_grpc._generated import auth_pb2 as auth_pb
+from hft_grpc._generated import market_data_pb2 as md_pb
+from hft_grpc._generated import orders_pb2 as orders_pb
+from hft_grpc._generated import portfolio_pb2 as portfolio_pb
+from hft_grpc.config import GrpcConfig
+
+__all__ = ["Server", "credential_from_metadata"]
+
+log = structlog.get_logger("hft.grpc")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Unary = Callable[[Any, Context], Awaitable[Message]]
+Streaming = Callable[[Any, Context], AsyncGenerator[Message, None]]
+
+
+def credential_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    """The credential ``AuthService.authenticate`` takes, or None when the call carries none.
+
+    ``authorization: Bearer <jwt>`` passes on as ``"Bearer <jwt>"``, ``authorization: ApiKey
+    <key>`` and ``x-api-key: <key>`` as the bare key (``authorization`` wins when both are sent);
+    any other ``authorization`` is passed on whole, for the service to refuse.
+    """
+    authorization = api_key = None
+    for key, value in metadata or ():
+        if isinstance(value, bytes):
+            continue  # a -bin entry: never a credential
+        if key == "authorization" and authorization is None:
+            authorization = value.strip()
+        elif key == "x-api-key" and api_key is None:
+            api_key = value.strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "apikey":
+            return value.strip()
+        if scheme.lower() == "bearer":
+            return f"Bearer {value.strip()}"
+        return authorization
+    return api_key or None
+
+
+def _deadline(context: Context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class Server:
+    """The handlers of every service, bound to one host through one bridge."""
+
+    def __init__(self, api: HostApi, bridge: Bridge, config: GrpcConfig) -> None:
+        self.api = api
+        self.bridge = bridge
+        self.config = config
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        api = self.api
+        u, s = self._unary, self._stream
+        services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {
+            "hft.v1.AuthService": {
+                "Login": u(api.login, auth_pb.LoginRequest, anonymous=True),
+                "Refresh": u(api.refresh, auth_pb.RefreshRequest, anonymous=True),
+            },
+            "hft.v1.OrderService": {
+                "Place": u(api.place, orders_pb.PlaceRequest, shield=True),
+                "Modify": u(api.modify, orders_pb.ModifyRequest, shield=True),
+                "Cancel": u(api.cancel, orders_pb.CancelRequest, shield=True),
+                "Get": u(api.get, orders_pb.GetRequest),
+                "List": u(api.list_orders, orders_pb.ListRequest),
+                "StreamEvents": s(self._order_events, orders_pb.StreamEventsRequest),
+            },
+            "hft.v1.MarketDataService": {
+                "Quotes": u(api.quotes, md_pb.QuotesRequest),
+                "StreamTicks": s(self._ticks, md_pb.StreamTicksRequest),
+            },
+            "hft.v1.PortfolioService": {
+                "Positions": u(api.positions, portfolio_pb.PositionsRequest),
+                "Holdings": u(api.holdings, portfolio_pb.HoldingsRequest),
+                "Accounts": u(api.accounts, portfolio_pb.AccountsRequest),
+            },
+        }
+        return [grpc.method_handlers_generic_handler(n, m) for n, m in services.items()]
+
+    # Unary calls ------------------------------------------------------------------------------
+
+    def _unary(
+        self,
+        operation: Callable[[Any, Any, float | None], Coroutine[Any, Any, Message]],
+        request_type: type[Message],
+        *,
+        anonymous: bool = False,
+        shield: bool = False,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        bridge = self.bridge
+
+        async def handle(request: Message, context: Context) -> Message:
+            who = _peer_host(context) if anonymous else _credential(context)
+            try:
+                return await bridge.call(operation, who, request, _deadline(context), shield=shield)
+            except Exception as exc:  # every failure becomes a status
+                raise await _abort(context, exc) from None
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle,
+            request_deserializer=request_type.FromString,
+            response_serializer=_serialize,
+        )
+
+    # Streams ----------------------------------------------------------------------------------
+
+    def _stream(
+        self, body: Streaming, request_type: type[Message]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        async def handle(request: Message, context: Context) -> None:
+            try:
+                async with aclosing(body(request, context)) as messages:
+                    async for message in messages:
+                        await context.write(message)
+            except Exception as exc:  # every failure becomes a status
+                await _abort(context, exc)
+
+        return grpc.unary_stream_rpc_method_handler(
+            handle,
+            request_deserializer=request_type.FromString,
+            response_serializer=_serialize,
+        )
+
+    async def _ticks(
+        self, request: md_pb.StreamTicksRequest, context: Context
+    ) -> AsyncGenerator[Message, None]:
+        api, bridge = self.api, self.bridge
+        stream = await bridge.call(
+            api.open_ticks, _credential(context), request, _deadline(context)
+        )
+        try:
+            # Pulled one batch at a time: while a write waits on a slow client nothing is taken
+            # from the hub, which conflates meanwhile to the latest tick per instrument.
+            while (message := await bridge.call(api.next_ticks, stream)) is not None:
+                yield message
+        finally:
+            bridge.spawn(api.close_stream, stream.subscription)
+
+    async def _order_events(
+        self, request: orders_pb.StreamEventsRequest, context: Context
+    ) -> AsyncGenerator[Message, None]:
+        api, bridge = self.api, self.bridge
+        feed, after = await bridge.call(
+            api.open_events, _credential(context), request, _deadline(context)
+        )
+        try:
+            yield orders_pb.StreamEventsResponse(started=orders_pb.StreamStarted(after_seq=after))
+            # The feed buffers events while a write waits (up to order_backlog, then the stream
+            # ends with ABORTED overflow and the client resumes): none is ever skipped.
+            while (messages := await bridge.call(api.next_events, feed)) is not None:
+                for message in messages:
+                    yield message
+        finally:
+            bridge.spawn(api.close_stream, feed)
+
+
+def _credential(context: Context) -> str | None:
+    return credential_from_metadata(context.invocation_metadata())
+
+
+def _peer_host(context: Context) -> str:
+    """``ipv4:127.0.0.1:50000`` -> ``ipv4:127.0.0.1``: one client address, whatever its port."""
+    peer = context.peer()
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() else peer
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+async def _abort(context: Context, exc: Exception) -> BaseException:
+    """End the call with ``exc``'s status (``context.abort`` raises; the return is for mypy)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if not isinstance(exc, HftError):
+        log.error("grpc.unhandled", error=repr(exc), exc_info=exc)
+        exc = HftError("internal error", code="internal", status=500)
+    status = grpc_status(exc)
+    if status is grpc.StatusCode.INTERNAL or status is grpc.StatusCode.UNAVAILABLE:
+        log.warning("grpc.error", code=exc.code, status=status.name, error=exc.message)
+    await context.abort(status, exc.message, trailing_metadata=trailers(exc))
