@@ -138,7 +138,7 @@ class OrderFeed:
 class _Entry:
     order: Order  # a snapshot taken when the change happened
     kind: str
-    done: anyio.Event | None = None
+    done: anyio.Event | None = None  # shared by the waited entries of one batch
     seq: int = 0
     error: BaseException | None = None
 
@@ -162,6 +162,8 @@ class _Journal:
         self._on_written = on_written
         self._linger_s = linger_s
         self._entries: list[_Entry] = []
+        self._accepted: dict[str, _Entry] = {}  # order id → its unwritten "accepted" entry
+        self._batch_done = anyio.Event()  # set once the batch being gathered is written
         self._fills: list[Fill] = []
         self._positions: dict[tuple[str, str, str], Position] = {}
         self._wakeup = anyio.Event()
@@ -170,8 +172,18 @@ class _Journal:
         self._idle.set()
 
     def add(self, order: Order, kind: str, *, wait: bool = False) -> _Entry:
-        entry = _Entry(_snapshot(order), kind, anyio.Event() if wait else None)
+        accepted = self._accepted.pop(order.order_id, None)
+        if accepted is not None and not wait:
+            # The broker's first update usually follows its "accepted" within the same batch;
+            # it carries the broker order id too, so it takes that entry's place instead of
+            # costing a second row, snapshot and event (the order's history keeps every step).
+            accepted.order = _snapshot(order)
+            accepted.kind = kind
+            return accepted
+        entry = _Entry(_snapshot(order), kind, self._batch_done if wait else None)
         self._entries.append(entry)
+        if kind == "accepted" and not wait:
+            self._accepted[order.order_id] = entry
         self._kick()
         if wait:
             self._urgent.set()
@@ -232,6 +244,8 @@ class _Journal:
                     await self._urgent.wait()
             self._urgent = anyio.Event()
             entries, self._entries = self._entries, []
+            batch_done, self._batch_done = self._batch_done, anyio.Event()
+            self._accepted.clear()
             fills, self._fills = self._fills, []
             positions, self._positions = list(self._positions.values()), {}
             try:
@@ -242,7 +256,7 @@ class _Journal:
                 for entry in entries:
                     if entry.done is not None:
                         entry.error = exc
-                        entry.done.set()
+                batch_done.set()
                 if not is_retryable(exc):
                     # Never going to succeed as it is: keep serving; reconciliation repairs it.
                     continue
@@ -254,9 +268,7 @@ class _Journal:
                 await anyio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            for entry in entries:
-                if entry.done is not None:
-                    entry.done.set()
+            batch_done.set()
             if entries:
                 self._on_written([OrderEventMessage(e.seq, e.kind, e.order) for e in entries])
 
