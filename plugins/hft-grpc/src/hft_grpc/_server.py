@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import structlog
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
-from hft import HftError
+from hft import HftError, ValidationError
 from hft_grpc._api import HostApi
 from hft_grpc._bridge import Bridge
 from hft_grpc._errors import grpc_status, trailers
@@ -110,16 +110,18 @@ class Server:
     ) -> grpc.RpcMethodHandler[Any, Any]:
         bridge = self.bridge
 
-        async def handle(request: Message, context: Context) -> Message:
+        async def handle(request: Message | _Malformed, context: Context) -> Message:
             who = _peer_host(context) if anonymous else _credential(context)
             try:
+                if isinstance(request, _Malformed):
+                    raise request.error()
                 return await bridge.call(operation, who, request, _deadline(context), shield=shield)
             except Exception as exc:  # every failure becomes a status
                 raise await _abort(context, exc) from None
 
         return grpc.unary_unary_rpc_method_handler(
             handle,
-            request_deserializer=request_type.FromString,
+            request_deserializer=_deserializer(request_type),
             response_serializer=_serialize,
         )
 
@@ -128,8 +130,10 @@ class Server:
     def _stream(
         self, body: Streaming, request_type: type[Message]
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        async def handle(request: Message, context: Context) -> None:
+        async def handle(request: Message | _Malformed, context: Context) -> None:
             try:
+                if isinstance(request, _Malformed):
+                    raise request.error()
                 async with aclosing(body(request, context)) as messages:
                     async for message in messages:
                         await context.write(message)
@@ -138,7 +142,7 @@ class Server:
 
         return grpc.unary_stream_rpc_method_handler(
             handle,
-            request_deserializer=request_type.FromString,
+            request_deserializer=_deserializer(request_type),
             response_serializer=_serialize,
         )
 
@@ -173,6 +177,28 @@ class Server:
                     yield message
         finally:
             bridge.spawn(api.close_stream, feed)
+
+
+class _Malformed:
+    """A request that is not a valid message of its type (grpcio would answer INTERNAL)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def error(self) -> ValidationError:
+        return ValidationError(f"the request is not a valid {self.name}", code="malformed")
+
+
+def _deserializer(request_type: type[Message]) -> Callable[[bytes], Message | _Malformed]:
+    name = request_type.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Message | _Malformed:
+        try:
+            return request_type.FromString(data)
+        except DecodeError:
+            return _Malformed(name)
+
+    return parse
 
 
 def _credential(context: Context) -> str | None:
