@@ -173,3 +173,25 @@ def test_any_modify_request_converts_or_is_refused_cleanly(
     else:
         refused = None
     assert refused is None or refused.status == 400
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ticks=st.lists(
+        st.builds(
+            market_data_pb2.Tick,
+            instrument=_text,
+            seq=st.integers(0, 2**64 - 1),
+            last_price=st.integers(-(2**63), 2**63 - 1),
+            volume=st.one_of(st.none(), st.integers(0, 2**63 - 1)),
+        ),
+        max_size=300,
+    )
+)
+def test_stream_frames_built_from_shared_bytes_are_the_message(
+    ticks: list[market_data_pb2.Tick],
+) -> None:
+    events = [market_data_pb2.MarketEvent(tick=t) for t in ticks]
+    framed = _convert.repeated_field(1, [e.SerializeToString() for e in events])
+    assert framed == market_data_pb2.StreamTicksResponse(events=events).SerializeToString()
+    assert list(market_data_pb2.StreamTicksResponse.FromString(framed).events) == events

@@ -86,6 +86,9 @@ class HostApi:
         self.stored_instruments: dict[str, Instrument] = {}
         self._streams: set[Subscription | OrderFeed] = set()
         self._login_buckets: dict[str, TokenBucket] = {}
+        #: (instrument, mode) -> the latest tick encoded as a MarketEvent; bounded by the
+        #: instruments streamed times three modes.
+        self._encoded_ticks: dict[tuple[str, StreamMode], tuple[Tick, bytes]] = {}
 
     async def load(self) -> None:
         instruments = await self.services.storage.load_instruments()
@@ -364,11 +367,10 @@ class HostApi:
         self._streams.add(subscription)
         return TickStream(subscription, mode, scales, list(hub.connections.values()))
 
-    async def next_ticks(self, stream: TickStream) -> md_pb.StreamTicksResponse | None:
-        """What piled up since the last call (waiting for something); None once ended."""
-        events: list[md_pb.MarketEvent] = [
-            md_pb.MarketEvent(connection=c.connection_out(e)) for e in stream.greeting
-        ]
+    async def next_ticks(self, stream: TickStream) -> bytes | None:
+        """What piled up since the last call (waiting for something), as an encoded
+        ``StreamTicksResponse``; None once ended."""
+        events: list[bytes] = [_connection_event(e) for e in stream.greeting]
         stream.greeting = []
         subscription = stream.subscription
         batch = (
@@ -387,14 +389,24 @@ class HostApi:
                     status=409,
                 )
             return None
-        mode, scales = stream.mode, stream.scales
+        mode, scales, cache = stream.mode, stream.scales, self._encoded_ticks
         for item in batch:
             if isinstance(item, Tick):
+                # Every client of an instrument and mode gets the same bytes: encode once.
+                key = (item.instrument, mode)
+                cached = cache.get(key)
+                if cached is not None and cached[0] is item:
+                    events.append(cached[1])
+                    continue
                 tick = project(item, mode)
-                events.append(md_pb.MarketEvent(tick=c.tick_out(tick, scales[tick.instrument])))
+                encoded = md_pb.MarketEvent(
+                    tick=c.tick_out(tick, scales[tick.instrument])
+                ).SerializeToString()
+                cache[key] = (item, encoded)
+                events.append(encoded)
             else:
-                events.append(md_pb.MarketEvent(connection=c.connection_out(item)))
-        return md_pb.StreamTicksResponse(events=events)
+                events.append(_connection_event(item))
+        return c.repeated_field(1, events)
 
     # PortfolioService -------------------------------------------------------------------------
 
@@ -442,6 +454,10 @@ class HostApi:
     def _check_open(self) -> None:
         if self.closing:
             raise _shutting_down()
+
+
+def _connection_event(event: ConnectionEvent) -> bytes:
+    return md_pb.MarketEvent(connection=c.connection_out(event)).SerializeToString()
 
 
 def _shutting_down() -> NetworkError:

@@ -53,6 +53,7 @@ __all__ = [
     "order_out",
     "order_request",
     "position_out",
+    "repeated_field",
     "tick_out",
     "timestamp",
 ]
@@ -342,6 +343,23 @@ def tick_out(tick: Tick, scale: int) -> md_pb.Tick:
             for d in depth.asks
         )
     return out
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def repeated_field(number: int, encoded: list[bytes]) -> bytes:
+    """A message whose only content is the repeated message field ``number`` holding the
+    already encoded ``encoded``: what that message's ``SerializeToString`` would give, built
+    from bytes shared between streams instead of re-encoding each message per client."""
+    tag = _varint(number << 3 | 2)  # wire type 2: length-delimited
+    return b"".join(tag + _varint(len(item)) + item for item in encoded)
 
 
 def connection_out(event: ConnectionEvent) -> md_pb.ConnectionStatus:

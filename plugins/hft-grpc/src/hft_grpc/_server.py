@@ -29,7 +29,7 @@ log = structlog.get_logger("hft.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Unary = Callable[[Any, Context], Awaitable[Message]]
-Streaming = Callable[[Any, Context], AsyncGenerator[Message, None]]
+Streaming = Callable[[Any, Context], AsyncGenerator[Message | bytes, None]]
 
 
 def credential_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
@@ -148,7 +148,7 @@ class Server:
 
     async def _ticks(
         self, request: md_pb.StreamTicksRequest, context: Context
-    ) -> AsyncGenerator[Message, None]:
+    ) -> AsyncGenerator[Message | bytes, None]:
         api, bridge = self.api, self.bridge
         stream = await bridge.call(
             api.open_ticks, _credential(context), request, _deadline(context)
@@ -163,7 +163,7 @@ class Server:
 
     async def _order_events(
         self, request: orders_pb.StreamEventsRequest, context: Context
-    ) -> AsyncGenerator[Message, None]:
+    ) -> AsyncGenerator[Message | bytes, None]:
         api, bridge = self.api, self.bridge
         feed, after = await bridge.call(
             api.open_events, _credential(context), request, _deadline(context)
@@ -212,8 +212,9 @@ def _peer_host(context: Context) -> str:
     return host if sep and port.isdigit() else peer
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
+def _serialize(message: Message | bytes) -> bytes:
+    # Tick streams hand over messages they encoded themselves (see HostApi.next_ticks).
+    return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 async def _abort(context: Context, exc: Exception) -> BaseException:
