@@ -25,6 +25,7 @@ from hft_grpc._generated import common_pb2 as pb
 from hft_grpc._generated import market_data_pb2 as md
 
 INSTRUMENT = "NSE:RELIANCE"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], str, list[dict[str, Any]]]:
@@ -155,6 +156,20 @@ def test_hft_serve_over_grpc(tmp_path: Path) -> None:
         assert first.order.order_id == second.order_id
         assert first.kind == orders_pb2.ORDER_EVENT_KIND_CREATED
         assert first.seq > seen[-1].seq
+
+        # The README's example client runs as written (with this host's address and password).
+        readme = (ROOT / "README.md").read_text()
+        example = readme.split("## Example: a Python client")[1].split("```python")[1]
+        example = example.split("```")[0]
+        example = example.replace('"127.0.0.1:50051"', repr(address)).replace(
+            '"the password from hft-admin-password.txt"', repr(_password(tmp_path, "trader"))
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", example], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert run.returncode == 0, run.stderr
+        assert "placed" in run.stdout
+        assert "ORDER_EVENT_KIND_CREATED" in run.stdout
 
         # Stopping the host ends the open stream with UNAVAILABLE, for the client to reconnect.
         process.send_signal(signal.SIGINT)
