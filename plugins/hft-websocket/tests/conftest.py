@@ -111,6 +111,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         HFT_TRANSPORTS__WEBSOCKET__PORT="0",
         HFT_TRANSPORTS__WEBSOCKET__AUTH_TIMEOUT_S="1",
         HFT_TRANSPORTS__WEBSOCKET__MAX_MESSAGE_BYTES="4096",
+        HFT_TRANSPORTS__WEBSOCKET__MAX_SUBSCRIPTIONS="10",
         HFT_TRANSPORTS__HTTP__PORT="0",
         HFT_TRANSPORTS__HTTP__ACCESS_LOG="false",
     )

@@ -27,6 +27,7 @@ MODE_CODE: Final = {
     StreamMode.QUOTE: codec.QUOTE,
     StreamMode.FULL: codec.FULL,
 }
+_RANK: Final = {StreamMode.LTP: 0, StreamMode.QUOTE: 1, StreamMode.FULL: 2}
 _N = codec.NULL
 _EMPTY_LEVEL: Final = (_N, 0, 0)
 
@@ -42,11 +43,13 @@ class Encoded:
 
     def __init__(self, tick: Tick, mode: StreamMode, iid: int, scale: int) -> None:
         self.tick = tick
-        self.mode = mode
+        # A tick the broker streamed at a lower mode (before a mode change reached it) is sent
+        # as what it is, not padded with nulls under a higher mode's name.
+        self.mode = mode if _RANK[tick.mode] >= _RANK[mode] else tick.mode
         self.iid = iid
         self.scale = scale
         self._json: bytes | None = None
-        self.record = _record(tick, mode, iid)
+        self.record = _record(tick, self.mode, iid)
 
     def json(self) -> bytes:
         if self._json is None:
