@@ -71,7 +71,15 @@ async def serve(data_dir: Path, storage: str, rate: int | None) -> None:
         "storage": {"url": STORAGES[storage].format(data_dir=data_dir)},
         "brokers": {"venue": {"plugin": "test", "instant": True}},
         "accounts": {"bench": {"broker": "venue", "environment": "live"}},
-        "transports": {"grpc": {"port": 0, "login_rate_per_s": 1000, "login_burst": 1000}},
+        "transports": {
+            "grpc": {
+                "port": 0,
+                "login_rate_per_s": 1000,
+                "login_burst": 1000,
+                "rate_limit_per_s": 10**6,
+                "rate_limit_burst": 10**6,
+            }
+        },
         "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
     }
     plugins = {"test": hft.testing._plugin, "grpc": hft_grpc.plugin}

@@ -69,7 +69,13 @@ def _storage_plugin() -> types.SimpleNamespace:
 
 
 def host_config(**grpc_settings: Any) -> dict[str, Any]:
-    settings: dict[str, Any] = {"port": 0, "login_rate_per_s": 1000, "login_burst": 1000}
+    settings: dict[str, Any] = {
+        "port": 0,
+        "login_rate_per_s": 1000,
+        "login_burst": 1000,
+        "rate_limit_per_s": 10_000,
+        "rate_limit_burst": 10_000,
+    }
     settings.update(grpc_settings)
     return {
         "storage": {"url": "slow://"},

@@ -269,3 +269,17 @@ def test_status_table(error: HftError, status: S) -> None:
 )
 def test_credentials_from_metadata(metadata: Any, credential: str | None) -> None:
     assert credential_from_metadata(metadata) == credential
+
+
+async def test_calls_are_rate_limited_per_user(harness_factory: Any) -> None:
+    async with harness_factory(rate_limit_per_s=0.01, rate_limit_burst=3) as harness:
+        me = await harness.as_user("alice")
+        for _ in range(3):
+            await harness.call(harness.stubs.orders.List, orders_pb2.ListRequest(), metadata=me)
+        error = await harness.fails(
+            harness.stubs.orders.List, orders_pb2.ListRequest(), metadata=me
+        )
+        assert (error.code(), code_of(error)) == (S.RESOURCE_EXHAUSTED, "rate_limited")
+        # Another user has a budget of their own.
+        other = await harness.as_user("other")
+        await harness.call(harness.stubs.orders.List, orders_pb2.ListRequest(), metadata=other)

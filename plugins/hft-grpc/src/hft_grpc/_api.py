@@ -86,6 +86,7 @@ class HostApi:
         self.stored_instruments: dict[str, Instrument] = {}
         self._streams: set[Subscription | OrderFeed] = set()
         self._login_buckets: dict[str, TokenBucket] = {}
+        self._user_buckets: dict[str, TokenBucket] = {}
         #: (instrument, mode) -> the latest tick encoded as a MarketEvent; bounded by the
         #: instruments streamed times three modes.
         self._encoded_ticks: dict[tuple[str, StreamMode], tuple[Tick, bytes]] = {}
@@ -108,20 +109,26 @@ class HostApi:
                 "send an access token (authorization: Bearer ...) or an API key (x-api-key)",
                 code="missing_credentials",
             )
-        return self.services.auth.authenticate(credential)
+        user = self.services.auth.authenticate(credential)
+        config = self.config
+        _throttle(
+            self._user_buckets,
+            user.username,
+            config.rate_limit_per_s,
+            config.rate_limit_burst,
+            "too many calls; slow down",
+        )
+        return user
 
     def _throttle_sign_in(self, peer: str) -> None:
-        bucket = self._login_buckets.get(peer)
-        if bucket is None:
-            if len(self._login_buckets) >= _MAX_BUCKETS:
-                self._login_buckets.clear()  # forget idle addresses rather than grow unbounded
-            bucket = TokenBucket(self.config.login_rate_per_s, self.config.login_burst)
-            self._login_buckets[peer] = bucket
-        if not bucket.try_acquire():
-            raise RateLimited(
-                "too many sign-in attempts from this address; wait and retry",
-                retry_after_s=1 / self.config.login_rate_per_s,
-            )
+        config = self.config
+        _throttle(
+            self._login_buckets,
+            peer,
+            config.login_rate_per_s,
+            config.login_burst,
+            "too many sign-in attempts from this address; wait and retry",
+        )
 
     # Scales and visibility --------------------------------------------------------------------
 
@@ -454,6 +461,18 @@ class HostApi:
     def _check_open(self) -> None:
         if self.closing:
             raise _shutting_down()
+
+
+def _throttle(
+    buckets: dict[str, TokenBucket], key: str, rate: float, burst: float, message: str
+) -> None:
+    bucket = buckets.get(key)
+    if bucket is None:
+        if len(buckets) >= _MAX_BUCKETS:
+            buckets.clear()  # forget idle callers rather than grow without bound
+        bucket = buckets[key] = TokenBucket(rate, burst)
+    if not bucket.try_acquire():
+        raise RateLimited(message, retry_after_s=1 / rate)
 
 
 def _connection_event(event: ConnectionEvent) -> bytes:

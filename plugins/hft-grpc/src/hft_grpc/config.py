@@ -28,6 +28,9 @@ class GrpcConfig:
     :param max_batch: ticks or order events one stream message carries at most.
     :param order_backlog: order events a stream may leave unsent before it is ended with
         ``ABORTED`` ``overflow`` (the client resumes from its last seq).
+    :param rate_limit_per_s: calls a second each authenticated user may make on average
+        (opening a stream counts as one call; what it streams does not).
+    :param rate_limit_burst: how many calls a user may make at once before the average holds.
     :param login_rate_per_s: ``Login`` and ``Refresh`` calls a second per client address.
     :param login_burst: how many of those a client address may make at once.
     :param max_message_bytes: the largest request the server accepts.
@@ -39,6 +42,12 @@ class GrpcConfig:
     max_stream_instruments: int = attrs.field(default=500, validator=attrs.validators.gt(0))
     max_batch: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
     order_backlog: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
+    rate_limit_per_s: float = attrs.field(default=50.0, validator=_positive)
+    rate_limit_burst: float = attrs.field(default=100.0, validator=_positive)
     login_rate_per_s: float = attrs.field(default=5.0, validator=_positive)
     login_burst: float = attrs.field(default=20.0, validator=_positive)
     max_message_bytes: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(1023))
+
+    def __attrs_post_init__(self) -> None:
+        if self.rate_limit_burst < 1 or self.login_burst < 1:
+            raise ValueError("rate limit bursts must be at least 1")
