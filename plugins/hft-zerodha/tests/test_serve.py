@@ -92,7 +92,7 @@ async def test_serve_uses_the_stored_token_and_is_ready(tmp_path: Path) -> None:
             assert connected["account"] == "AB1234"
             await host.wait_for("broker.connected")
             with trio.fail_after(10):
-                while not (await host.ready())["ready"]:
+                while not (await host.ready())["ready"]:  # noqa: ASYNC110 - polled over HTTP
                     await trio.sleep(0.1)
             assert server.connections_opened == 1  # the ticker is up
 
