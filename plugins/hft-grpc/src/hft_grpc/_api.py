@@ -454,9 +454,8 @@ class HostApi:
         self, credential: str | None, request: portfolio_pb.AccountsRequest, deadline: Deadline
     ) -> portfolio_pb.AccountsResponse:
         user = self.user(credential)
-        return portfolio_pb.AccountsResponse(
-            accounts=[c.account_out(a) for a in self._accounts(user, None)]
-        )
+        accounts = sorted(self._accounts(user, None), key=lambda a: a.account_id)
+        return portfolio_pb.AccountsResponse(accounts=[c.account_out(a) for a in accounts])
 
     def _check_open(self) -> None:
         if self.closing:
