@@ -61,9 +61,11 @@ class SlowStorage(MemoryStorage):
         return await super().append_order_events(*args, **kwargs)
 
 
-def _storage_plugin() -> types.SimpleNamespace:
+def _storage_plugin(storage: SlowStorage | None) -> types.SimpleNamespace:
+    """``slow://``: a new store, or ``storage`` again (a restart on the same database)."""
+
     def hft_register_storage(register: Any) -> None:
-        register("slow", SlowStorage)
+        register("slow", SlowStorage if storage is None else (lambda url: storage))
 
     return types.SimpleNamespace(hft_register_storage=hft.hookimpl(hft_register_storage))
 
@@ -225,13 +227,22 @@ async def _add_users(services: Services) -> None:
 
 
 @asynccontextmanager
-async def open_harness(**grpc_settings: Any) -> AsyncIterator[Harness]:
-    plugins = {"test": hft.testing._plugin, "grpc": hft_grpc.plugin, "slow": _storage_plugin()}
+async def open_harness(
+    *, storage: SlowStorage | None = None, **grpc_settings: Any
+) -> AsyncIterator[Harness]:
+    """A running host; ``grpc_settings`` override ``[transports.grpc]``; ``storage`` is a store
+    to start on (another host's: a restart)."""
+    plugins = {
+        "test": hft.testing._plugin,
+        "grpc": hft_grpc.plugin,
+        "slow": _storage_plugin(storage),
+    }
     with tempfile.TemporaryDirectory() as data_dir:
         host = make_host(plugins, host_config(**grpc_settings), data_dir=Path(data_dir))
         async with host.running() as services:
             await _wait_ready(services)
-            await _add_users(services)
+            if storage is None:
+                await _add_users(services)
             address = services.transports["grpc"]
             channel = grpc.insecure_channel(address)
             try:

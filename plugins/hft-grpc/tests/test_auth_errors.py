@@ -241,6 +241,7 @@ async def test_broker_rejection_is_an_order_not_an_error(harness: Any) -> None:
         (Conflict("x"), S.FAILED_PRECONDITION),
         (Conflict("x", code="duplicate_client_order_id"), S.ALREADY_EXISTS),
         (Conflict("x", code="overflow"), S.ABORTED),
+        (ValidationError("x", code="seq_ahead"), S.OUT_OF_RANGE),
         (RiskRejected("x", code="max_notional"), S.FAILED_PRECONDITION),
         (BrokerRejected("x"), S.FAILED_PRECONDITION),
         (RateLimited("x"), S.RESOURCE_EXHAUSTED),

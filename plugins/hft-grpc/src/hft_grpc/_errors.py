@@ -37,6 +37,7 @@ _BY_HTTP_STATUS: Final[dict[int, grpc.StatusCode]] = {
 _BY_ERROR_CODE: Final[dict[str, grpc.StatusCode]] = {
     "duplicate_client_order_id": grpc.StatusCode.ALREADY_EXISTS,
     "overflow": grpc.StatusCode.ABORTED,  # resume the stream from the last seq seen
+    "seq_ahead": grpc.StatusCode.OUT_OF_RANGE,
     "shutting_down": grpc.StatusCode.UNAVAILABLE,
     "deadline_exceeded": grpc.StatusCode.DEADLINE_EXCEEDED,
 }
