@@ -190,10 +190,12 @@ async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]
         await services.oms.flush()
         elapsed = time.perf_counter() - start
         prices.close()
+        commits = getattr(services.storage, "commits", 0)
         acked = sum(1 for o in services.oms.orders(trader) if o.status is OrderStatus.OPEN)
     latencies.sort()
     return {
         "orders": len(latencies),
+        "commits": commits,
         "acked": acked,
         "seconds": elapsed,
         "orders_per_s": len(latencies) / elapsed,
@@ -207,7 +209,7 @@ async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 64])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 12, 16, 64])
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     _logging.configure(level="warning")
