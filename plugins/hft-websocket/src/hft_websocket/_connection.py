@@ -91,6 +91,7 @@ class Connection:
         self._scale_of = find_instrument_scale
         self._bucket = TokenBucket(config.rate_limit_per_s, config.rate_limit_burst)
         self.market: dict[str, Encoded] = {}
+        self.records: dict[StreamMode, dict[str, bytes]] = {mode: {} for mode in MODE_CODE}
         self.modes: dict[str, StreamMode] = {}
         self.binary = False
         self.user: User | None = None
@@ -98,7 +99,6 @@ class Connection:
         self._seq = 0
         self._idle = False
         self._ready = anyio.Event()
-        self.sent_records = 0
 
     # -- the fan-out's side --------------------------------------------------------------------
 
@@ -412,7 +412,7 @@ class Connection:
     async def _writer(self) -> None:
         ws = self.ws
         while True:
-            if not self._outbox and not self.market:
+            if not self._outbox and not self.market and not any(self.records.values()):
                 self._ready = anyio.Event()
                 self._idle = True
                 await self._ready.wait()
@@ -420,26 +420,28 @@ class Connection:
             for message in outbox:
                 message["seq"] = self._next_seq()
                 await ws.send_message(orjson.dumps(message).decode())
-            if self.market:
-                pending, self.market = self.market, {}
-                await self._send_market(list(pending.values()))
+            await self._send_market()
 
-    async def _send_market(self, entries: list[Encoded]) -> None:
+    async def _send_market(self) -> None:
+        """Everything pending, in as few messages as ``max_frame_records`` allows."""
         ws = self.ws
         chunk = self._config.max_frame_records
-        self.sent_records += len(entries)
-        if not self.binary:
+        if self.market:
+            entries = list(self.market.values())
+            self.market = {}
             for start in range(0, len(entries), chunk):
-                part = b",".join(e.json() for e in entries[start : start + chunk])
+                part = b",".join([e.json() for e in entries[start : start + chunk]])
                 head = b'{"type":"ticks","seq":%d,"ticks":[' % self._next_seq()
                 await ws.send_message((head + part + b"]}").decode())
-            return
-        by_mode: dict[int, list[bytes]] = {}
-        for e in entries:
-            by_mode.setdefault(MODE_CODE[e.mode], []).append(e.record)
-        for mode, records in by_mode.items():
+        for mode, pending in self.records.items():
+            if not pending:
+                continue
+            # Swapped before the first await: ticks that arrive meanwhile go to the next send.
+            self.records[mode] = {}
+            records = list(pending.values())
+            code = MODE_CODE[mode]
             for start in range(0, len(records), chunk):
-                frame = codec.encode_frame(mode, self._next_seq(), records[start : start + chunk])
+                frame = codec.encode_frame(code, self._next_seq(), records[start : start + chunk])
                 await ws.send_message(frame)
 
     async def _heartbeat(self) -> None:

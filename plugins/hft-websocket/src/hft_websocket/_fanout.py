@@ -87,10 +87,18 @@ def _record(t: Tick, mode: StreamMode, iid: int) -> bytes:
 
 
 class Sink(Protocol):
-    """What the fan-out needs of a connection."""
+    """What the fan-out needs of a connection.
 
-    #: instrument → the latest undelivered tick; the fan-out stores, the connection takes all.
+    The fan-out stores each tick for the connection (replacing an undelivered one of the same
+    instrument); the connection takes all it holds when it sends.
+    """
+
+    #: Whether the connection takes binary records (else :attr:`market`).
+    binary: bool
+    #: JSON connections: instrument → the latest undelivered tick.
     market: dict[str, Encoded]
+    #: Binary connections: mode → instrument → the latest undelivered record of that mode.
+    records: dict[StreamMode, dict[str, bytes]]
     #: instrument → the mode this connection has it at; kept by :class:`Fanout`.
     modes: dict[str, StreamMode]
 
@@ -145,8 +153,7 @@ class Fanout:
             sinks[sink] = None
             latest = self._hub.latest(key)
             if latest is not None:
-                sink.market[key] = Encoded(latest, mode, iid, self._scales[key])
-                sink.wake()
+                _put(sink, key, Encoded(latest, mode, iid, self._scales[key]))
         if fresh:
             self._subs[mode].add(fresh, mode)
 
@@ -158,6 +165,8 @@ class Fanout:
             if mode is not None:
                 self._unroute(sink, key, mode)
                 sink.market.pop(key, None)
+                for pending in sink.records.values():
+                    pending.pop(key, None)
                 removed.append(key)
         return removed
 
@@ -198,9 +207,30 @@ class Fanout:
                 if not sinks:
                     continue
                 entry = Encoded(tick, mode, ids[key], scales[key])
-                # The hot loop: one dict store per interested connection.
-                for sink in sinks:
-                    sink.market[key] = entry
-                    sink.wake()
                 delivered += len(sinks)
+                if entry.mode is not mode:
+                    for sink in sinks:
+                        _put(sink, key, entry)
+                    continue
+                # The hot loop: one dict store per interested connection, of bytes shared by
+                # every binary connection.
+                record = entry.record
+                for sink in sinks:
+                    if sink.binary:
+                        sink.records[mode][key] = record
+                    else:
+                        sink.market[key] = entry
+                    sink.wake()
             self.delivered += delivered
+
+
+def _put(sink: Sink, key: str, entry: Encoded) -> None:
+    """Make ``entry`` the sink's pending tick of ``key``, whatever mode the one it replaces had."""
+    if sink.binary:
+        for mode, pending in sink.records.items():
+            if mode is not entry.mode:
+                pending.pop(key, None)
+        sink.records[entry.mode][key] = entry.record
+    else:
+        sink.market[key] = entry
+    sink.wake()
