@@ -1,12 +1,11 @@
 """Watch INFY and buy one share at the market, with the hft-websocket SDK.
 
-    WS_TOKEN=<access token or API key> python ticks_and_order.py
+Run it with ``WS_TOKEN=<access token or API key> python ticks_and_order.py``.
 """
 
 import os
 
 import anyio
-
 from hft_websocket.client import OrderEvent, PositionEvent, Tick, connect
 
 
