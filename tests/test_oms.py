@@ -220,6 +220,25 @@ async def _drain(feed: OrderFeed) -> AsyncIterator[OrderEventMessage]:
 
 
 @pytest.mark.anyio
+async def test_after_a_restart_the_newest_seq_is_the_journals_so_a_resume_from_it_misses_nothing(
+    shared: Shared,
+) -> None:
+    async with make_host({"shared": shared.plugin()}, CONFIG).running() as first:
+        await _ready(first)
+        await submit_one(first, buy())
+        head = first.oms.last_seq
+    assert head == await shared.storage.last_order_event_seq() > 0
+    async with make_host({"shared": shared.plugin()}, CONFIG).running() as second:
+        await _ready(second)
+        assert second.oms.last_seq >= head
+        feed = await second.oms.resume(ALICE, second.oms.last_seq)
+        order = await submit_one(second, buy())
+        messages = [m async for m in _drain(feed)]
+        assert {m.order.order_id for m in messages} == {order.order_id}
+        assert messages[0].seq > head
+
+
+@pytest.mark.anyio
 async def test_resuming_too_far_back_is_refused_with_a_code(services: Services) -> None:
     for _ in range(3):
         await submit_one(services, buy())

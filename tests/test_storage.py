@@ -254,6 +254,20 @@ async def test_order_events_pages_after_seq(storage: Storage) -> None:
     assert await storage.append_order_events([]) == []
 
 
+async def test_the_newest_journal_seq_is_known_directly_and_by_the_default_search(
+    storage: Storage,
+) -> None:
+    assert await storage.last_order_event_seq() == 0
+    assert await Storage.last_order_event_seq(storage) == 0
+    seqs: list[int] = []
+    for count in (1, 2, 5, 1):  # lands on powers of two and between them
+        seqs += await storage.append_order_events(
+            [(order(f"o{len(seqs) + i}"), "created") for i in range(count)]
+        )
+        assert await storage.last_order_event_seq() == seqs[-1]
+        assert await Storage.last_order_event_seq(storage) == seqs[-1]
+
+
 async def test_one_large_append_keeps_its_order(storage: Storage) -> None:
     # 100 orders, three entries each: more rows than one SQLite statement carries, and each
     # order three times in the batch (its row is written once, with the last state).

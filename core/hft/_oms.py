@@ -362,6 +362,7 @@ class OrderManager:
         for fill in await self._storage.load_fills():
             self._fill_ids.add((self._broker_of(fill.account), fill.fill_id))
         self._portfolio.load(await self._storage.load_positions())
+        self._last_seq = await self._storage.last_order_event_seq()
         open_orders = sum(len(ids) for ids in self._live.values())
         log.info("oms.recovered", orders=len(self._orders), open=open_orders)
         return open_orders
@@ -467,7 +468,8 @@ class OrderManager:
 
     @property
     def last_seq(self) -> int:
-        """The journal sequence of the newest order event published to subscribers."""
+        """The journal sequence of the newest order event: recovered at start, then the newest
+        published to subscribers (a client resuming from it misses nothing)."""
         return self._last_seq
 
     def _publish(self, messages: list[OrderEventMessage]) -> None:

@@ -342,6 +342,25 @@ class Storage(abc.ABC):
     async def order_events(self, after_seq: int = 0, limit: int = 1000) -> list[OrderEvent]:
         """Journal entries with ``seq > after_seq``, oldest first."""
 
+    async def last_order_event_seq(self) -> int:
+        """The ``seq`` of the newest journal entry, 0 when the journal is empty.
+
+        This default searches with :meth:`order_events` (O(log n) reads); a backend that can
+        read its maximum directly should.
+        """
+        if not await self.order_events(0, limit=1):
+            return 0
+        low, high = 0, 1  # an entry exists after ``low``; find a ``high`` with none after it
+        while await self.order_events(high, limit=1):
+            low, high = high, high * 2
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await self.order_events(middle, limit=1):
+                low = middle
+            else:
+                high = middle
+        return high
+
     @abc.abstractmethod
     async def load_orders(self, *, open_only: bool = False) -> list[Order]:
         """Every order at its latest journalled state (or only the non-terminal ones)."""

@@ -43,7 +43,7 @@ import anyio.lowlevel
 import attrs
 import orjson
 import structlog
-from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, func, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPICursor
@@ -814,6 +814,10 @@ class SqlStorage(Storage):
             ]
 
         return await self._read(read)
+
+    async def last_order_event_seq(self) -> int:
+        query = select(func.max(col(OrderEventRow.seq)))
+        return await self._read(lambda conn: int(conn.execute(query).scalar() or 0))
 
     async def load_orders(self, *, open_only: bool = False) -> list[Order]:
         query = select(col(OrderRow.data)).order_by(col(OrderRow.id))

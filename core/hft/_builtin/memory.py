@@ -69,6 +69,9 @@ class MemoryStorage(Storage):
             attrs.evolve(e, order=e.order.snapshot()) for e in self._journal[after_seq:][:limit]
         ]
 
+    async def last_order_event_seq(self) -> int:
+        return len(self._journal)
+
     async def load_orders(self, *, open_only: bool = False) -> list[Order]:
         return [o.snapshot() for o in self._orders.values() if not (open_only and o.is_terminal)]
 
