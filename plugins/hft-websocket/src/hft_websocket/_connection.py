@@ -99,6 +99,8 @@ class Connection:
         self._seq = 0
         self._idle = False
         self._ready = anyio.Event()
+        self._closing: _Closing | None = None
+        self._replaying = 0  # a resume's replay, queued at once: not held against the backlog
 
     # -- the fan-out's side --------------------------------------------------------------------
 
@@ -201,6 +203,7 @@ class Connection:
                 },
             }
         )
+        self._replaying = 2 * len(replayed)  # an order event may bring a position event
         self._queue_orders(replayed)
         accounts = services.accounts
         positions = [
@@ -396,9 +399,14 @@ class Connection:
         return {"type": "error", "id": rid, "code": code, "message": message, **(extra or {})}
 
     def _queue(self, message: dict[str, Any]) -> None:
+        if self._closing is not None:
+            return
         self._outbox.append(message)
-        if len(self._outbox) > self._config.max_order_backlog:
-            raise _Closing(CloseCode.SLOW_CONSUMER, "slow_consumer")
+        if len(self._outbox) > self._config.max_order_backlog + self._replaying:
+            # The close frame goes out after what is already written, so the client reads up to
+            # its last order event and resumes from there; what was queued is replayed then.
+            self._closing = _Closing(CloseCode.SLOW_CONSUMER, "slow_consumer")
+            self._outbox = []
         self.wake()
 
     def _next_seq(self) -> int:
@@ -412,11 +420,16 @@ class Connection:
     async def _writer(self) -> None:
         ws = self.ws
         while True:
+            if self._closing is not None:
+                raise self._closing
             if not self._outbox and not self.market and not any(self.records.values()):
                 self._ready = anyio.Event()
                 self._idle = True
                 await self._ready.wait()
+                if self._closing is not None:
+                    raise self._closing
             outbox, self._outbox = self._outbox, []
+            self._replaying = 0
             for message in outbox:
                 message["seq"] = self._next_seq()
                 await ws.send_message(orjson.dumps(message).decode())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import anyio
 import structlog
@@ -65,10 +66,18 @@ class WebsocketTransport(Transport):
             connect_timeout=config.auth_timeout_s,
             disconnect_timeout=2,
         )
+        # Shielded, so that cancelling ``serve`` first closes every connection with 1001 (below)
+        # rather than dropping them; the server is cancelled once that is done.
+        server_scope = anyio.CancelScope(shield=True)
+
+        async def run_server(*, task_status: Any) -> None:
+            with server_scope:
+                await serve(task_status=task_status)
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(fanout.run)
             try:
-                server = await tg.start(serve)
+                server = await tg.start(run_server)
             except OSError as exc:
                 raise NetworkError(
                     f"transports.websocket: cannot listen on {config.host}:{config.port}: "
@@ -88,4 +97,5 @@ class WebsocketTransport(Transport):
                             closing.start_soon(
                                 connection.ws.aclose, CloseCode.GOING_AWAY, "server shutting down"
                             )
+                server_scope.cancel()
                 tg.cancel_scope.cancel()
