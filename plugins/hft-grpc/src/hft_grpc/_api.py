@@ -22,7 +22,6 @@ from hft._host import Services
 from hft._hub import Subscription, project
 from hft._oms import OrderFeed
 from hft._resilience import TokenBucket
-from hft.contracts import Storage
 from hft.model import Account, ConnectionEvent, Instrument, StreamMode, Tick, User
 from hft_grpc import _convert as c
 from hft_grpc._generated import auth_pb2 as auth_pb
@@ -88,21 +87,13 @@ class HostApi:
         self._streams: set[Subscription | OrderFeed] = set()
         self._login_buckets: dict[str, TokenBucket] = {}
         self._user_buckets: dict[str, TokenBucket] = {}
-        self._journal_head = 0
         #: (instrument, mode) -> the latest tick encoded as a MarketEvent; bounded by the
         #: instruments streamed times three modes.
         self._encoded_ticks: dict[tuple[str, StreamMode], tuple[Tick, bytes]] = {}
 
     async def load(self) -> None:
-        storage = self.services.storage
-        instruments = await storage.load_instruments()
+        instruments = await self.services.storage.load_instruments()
         self.stored_instruments = {i.key: i for i in instruments}
-        self._journal_head = await journal_head(storage)
-
-    def last_seq(self) -> int:
-        """The newest journal seq a client may have seen: the OMS's (which starts at 0 when
-        the host does) or what the journal held when this transport started."""
-        return max(self.services.oms.last_seq, self._journal_head)
 
     def close_streams(self) -> None:
         """Shutdown: refuse new streams and end every open one."""
@@ -296,7 +287,8 @@ class HostApi:
         """The caller's order feed, resumed after ``after_seq`` (or from now), and that seq."""
         user = self.user(credential)
         self._check_open()
-        oms, last = self.services.oms, self.last_seq()
+        oms = self.services.oms
+        last = oms.last_seq  # restored from the journal at start: seqs survive a restart
         after = request.after_seq if request.HasField("after_seq") else last
         if after > last:
             # No client can have seen it: a seq of another host's journal. Resuming from it
@@ -477,23 +469,6 @@ class HostApi:
     def _check_open(self) -> None:
         if self.closing:
             raise _shutting_down()
-
-
-async def journal_head(storage: Storage) -> int:
-    """The seq of the newest journal entry (0 if none), in O(log n) reads: the storage
-    contract only offers "the entries after a seq"."""
-    if not await storage.order_events(0, limit=1):
-        return 0
-    low, high = 0, 1  # an entry exists after low; find one that has none after it
-    while await storage.order_events(high, limit=1):
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        if await storage.order_events(middle, limit=1):
-            low = middle
-        else:
-            high = middle
-    return high
 
 
 def _throttle(

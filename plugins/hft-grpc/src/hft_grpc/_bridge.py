@@ -1,13 +1,18 @@
 """Calls from the gRPC server's asyncio thread into the host's trio loop, without blocking either.
 
 grpcio's server speaks asyncio; the host runs trio, and nothing of the host (OMS, hub, auth) is
-thread-safe. So every call into the host runs as a task on the host's loop: the asyncio side
-hands it over with ``TrioToken.run_sync_soon`` (thread-safe, returns at once) and awaits an
-asyncio future, which the trio task settles with ``loop.call_soon_threadsafe``. Neither loop
-ever waits on the other. (anyio's ``BlockingPortal`` would block the asyncio thread for a turn
-of the trio loop on every call.)
+thread-safe. So every call into the host runs on the host's loop: the asyncio side queues it and
+awaits an asyncio future, which the trio side settles. Neither loop ever waits on the other.
+(anyio's ``BlockingPortal`` would block the asyncio thread for a turn of the trio loop on every
+call.)
 
-Cancelling the awaiting asyncio task (a client gone, a deadline passed) cancels the trio task,
+Waking the other thread costs more than most calls (a socket write, and the GIL changing
+hands), so wake-ups are shared: the calls made in one turn of the asyncio loop reach the trio
+loop together, and results reach the asyncio loop together while it has not yet run the
+previous hand-over. Unary calls each run as a trio task; a :class:`Pull` (a stream's source)
+keeps one trio task for its whole life and runs its function again at each ``next``.
+
+Cancelling the awaiting asyncio task (a client gone, a deadline passed) cancels the trio side,
 unless the call was made with ``shield=True``: a trading call, once begun, runs to its end.
 """
 
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.abc
@@ -24,19 +31,26 @@ import trio
 
 from hft import NetworkError
 
-__all__ = ["Bridge"]
+__all__ = ["Bridge", "Pull"]
 
 T = TypeVar("T")
+Call = Callable[..., Coroutine[Any, Any, Any]]
+_Result = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+def _shutting_down() -> NetworkError:
+    return NetworkError("the host is shutting down", code="shutting_down")
 
 
 class _Job:
     """One call: its asyncio future, and the trio cancel scope it runs in once started."""
 
-    __slots__ = ("cancelled", "future", "loop", "scope")
+    __slots__ = ("args", "cancelled", "fn", "future", "scope")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
-        self.loop = loop
-        self.future = future
+    def __init__(self, future: asyncio.Future[Any] | None, fn: Call, args: tuple[Any, ...]) -> None:
+        self.future = future  # None: nobody waits for the result
+        self.fn = fn
+        self.args = args
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
 
@@ -45,81 +59,188 @@ class _Job:
         if self.scope is not None:
             self.scope.cancel()
 
-    def settle(self, value: Any, error: BaseException | None) -> None:  # on the trio thread
-        # A closed asyncio loop raises RuntimeError: nobody waits for this any more.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(_settle, self.future, value, error)
+
+class Pull(Generic[T]):
+    """``await fn(arg)`` on the host's loop at each :meth:`next`, from one long-lived trio task.
+
+    For a stream's source: one call at a time, so nothing is taken from the source until the
+    previous result has been handed on. Made by :meth:`Bridge.pull`; :meth:`close` when done.
+    """
+
+    def __init__(self, bridge: Bridge, fn: Callable[[Any], Coroutine[Any, Any, T]], arg: Any):
+        self._bridge = bridge
+        self._fn = fn
+        self._arg = arg
+        self._future: asyncio.Future[T] | None = None
+        self._wanted: anyio.Event | None = None  # trio side
+        self._scope: anyio.CancelScope | None = None  # trio side
+        self._closed = False
+
+    async def next(self) -> T:
+        """The next result (waiting for the host to have one)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._future = future
+        self._bridge._to_trio.put(self._want)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the trio task (cancelling a call under way); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._bridge._to_trio.put(self._stop)
+
+    # The trio side ------------------------------------------------------------------------------
+
+    def _want(self) -> None:
+        if self._wanted is None:
+            self._wanted = anyio.Event()
+            self._wanted.set()
+            self._bridge._tasks.start_soon(self._loop)
+        else:
+            self._wanted.set()
+
+    def _stop(self) -> None:
+        self._closed = True
+        if self._scope is not None:
+            self._scope.cancel()
+        elif self._wanted is not None:
+            self._wanted.set()  # the task has not begun: let it see it is closed
+
+    async def _loop(self) -> None:
+        bridge = self._bridge
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            while True:
+                assert self._wanted is not None
+                await self._wanted.wait()
+                if self._closed:
+                    break
+                self._wanted = anyio.Event()
+                future = self._future
+                assert future is not None
+                try:
+                    value = await self._fn(self._arg)
+                except Exception as exc:
+                    bridge._settle(future, None, exc)
+                    return
+                bridge._settle(future, value, None)
+            return
+        if not self._closed and self._future is not None:
+            bridge._settle(self._future, None, _shutting_down())
 
 
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+class _ToTrio:
+    """Callables to run on the trio loop, handed over once per turn of the asyncio loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, token: trio.lowlevel.TrioToken) -> None:
+        self._loop = loop
+        self._token = token
+        self._items: list[Callable[[], None]] = []
+
+    def put(self, item: Callable[[], None]) -> None:  # on the asyncio thread
+        self._items.append(item)
+        if len(self._items) == 1:
+            self._loop.call_soon(self._send)
+
+    def _send(self) -> None:
+        items, self._items = self._items, []
+        with contextlib.suppress(trio.RunFinishedError):  # the host is gone: nobody to run them
+            self._token.run_sync_soon(functools.partial(_run_each, items))
+
+
+def _run_each(items: list[Callable[[], None]]) -> None:
+    for item in items:
+        item()
 
 
 class Bridge:
-    """Runs coroutine functions on the host's trio loop for code on another thread's asyncio loop.
-
-    Made on the trio side with the task group the calls run in; used from the asyncio side.
+    """Runs coroutine functions on the host's trio loop for code on one other thread's asyncio
+    loop. Made on the trio side with the task group the calls run in, then :meth:`attach`-ed
+    from the asyncio thread.
     """
 
     def __init__(self, token: trio.lowlevel.TrioToken, tasks: anyio.abc.TaskGroup) -> None:
         self._token = token
         self._tasks = tasks
+        self._lock = threading.Lock()
+        self._results: list[_Result] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._to_trio: _ToTrio
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve calls from ``loop``, the calling thread's running loop."""
+        self._loop = loop
+        self._to_trio = _ToTrio(loop, self._token)
+
+    # The asyncio side ---------------------------------------------------------------------------
 
     async def call(
         self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, shield: bool = False
     ) -> T:
         """``await fn(*args)`` on the host's loop; its result or exception comes back here."""
-        loop = asyncio.get_running_loop()
-        job = _Job(loop, loop.create_future())
-        self._token.run_sync_soon(self._start, job, fn, args)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        job = _Job(future, fn, args)
+        self._to_trio.put(functools.partial(self._start, job))
         if shield:
             # The host finishes the call whatever happens here; the caller just stops waiting.
-            result: T = await asyncio.shield(job.future)
-            return result
+            return await asyncio.shield(future)
         try:
-            return await job.future  # type: ignore[no-any-return]
+            return await future
         except asyncio.CancelledError:
-            self.cancel(job)
+            self._to_trio.put(job.cancel)
             raise
 
-    def cancel(self, job: _Job) -> None:
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(job.cancel)
+    def pull(self, fn: Callable[[Any], Coroutine[Any, Any, T]], arg: Any) -> Pull[T]:
+        """A :class:`Pull` of ``fn(arg)``."""
+        return Pull(self, fn, arg)
 
-    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+    def spawn(self, fn: Call, *args: Any) -> None:
         """Start ``fn(*args)`` on the host's loop and do not wait for it (a clean-up)."""
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._start_detached, fn, args)
+        self._to_trio.put(functools.partial(self._start, _Job(None, fn, args)))
 
-    def _start_detached(
-        self, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
-    ) -> None:
-        self._tasks.start_soon(fn, *args)
+    def _settle_all(self) -> None:
+        with self._lock:
+            results, self._results = self._results, []
+        for future, value, error in results:
+            if future.done():
+                continue  # its caller was cancelled and no longer waits
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
 
-    def _start(
-        self, job: _Job, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
-    ) -> None:
-        self._tasks.start_soon(self._run, job, fn, args)
+    # The trio side ------------------------------------------------------------------------------
 
-    @staticmethod
-    async def _run(
-        job: _Job, fn: Callable[..., Coroutine[Any, Any, Any]], args: tuple[Any, ...]
-    ) -> None:
+    def _start(self, job: _Job) -> None:
+        self._tasks.start_soon(self._run, job)
+
+    async def _run(self, job: _Job) -> None:
         with anyio.CancelScope() as scope:
             job.scope = scope
             if job.cancelled:
                 scope.cancel()
             try:
-                value = await fn(*args)
+                value = await job.fn(*job.args)
             except Exception as exc:
-                job.settle(None, exc)
+                if job.future is not None:
+                    self._settle(job.future, None, exc)
                 return
-            job.settle(value, None)
+            if job.future is not None:
+                self._settle(job.future, value, None)
             return
         # Cancelled: by the caller (who no longer waits) or by the host shutting down.
-        job.settle(None, NetworkError("the host is shutting down", code="shutting_down"))
+        if job.future is not None:
+            self._settle(job.future, None, _shutting_down())
+
+    def _settle(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            self._results.append((future, value, error))
+            first = len(self._results) == 1
+        if first and self._loop is not None:
+            # A closed asyncio loop raises RuntimeError: nobody waits for this any more.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._settle_all)

@@ -153,12 +153,14 @@ class Server:
         stream = await bridge.call(
             api.open_ticks, _credential(context), request, _deadline(context)
         )
+        batches = bridge.pull(api.next_ticks, stream)
         try:
             # Pulled one batch at a time: while a write waits on a slow client nothing is taken
             # from the hub, which conflates meanwhile to the latest tick per instrument.
-            while (message := await bridge.call(api.next_ticks, stream)) is not None:
+            while (message := await batches.next()) is not None:
                 yield message
         finally:
+            batches.close()
             bridge.spawn(api.close_stream, stream.subscription)
 
     async def _order_events(
@@ -172,9 +174,13 @@ class Server:
             yield orders_pb.StreamEventsResponse(started=orders_pb.StreamStarted(after_seq=after))
             # The feed buffers events while a write waits (up to order_backlog, then the stream
             # ends with ABORTED overflow and the client resumes): none is ever skipped.
-            while (messages := await bridge.call(api.next_events, feed)) is not None:
-                for message in messages:
-                    yield message
+            events = bridge.pull(api.next_events, feed)
+            try:
+                while (messages := await events.next()) is not None:
+                    for message in messages:
+                        yield message
+            finally:
+                events.close()
         finally:
             bridge.spawn(api.close_stream, feed)
 

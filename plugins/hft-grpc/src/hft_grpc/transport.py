@@ -120,6 +120,7 @@ class _ServerThread:
     async def _run(self) -> None:
         config = self._server.config
         self._loop = asyncio.get_running_loop()
+        self._server.bridge.attach(self._loop)
         self._stop = asyncio.Event()
         limits: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
