@@ -244,12 +244,12 @@ async def stream_load(
         await asyncio.sleep(1.0)  # every stream open and flowing
         counting = True
         first_seq = dict(last_seq)
-        cpu_before = cpu_seconds(pid)
+        cpu_before, own_before = cpu_seconds(pid), time.process_time()
         start = time.perf_counter()
         await asyncio.sleep(seconds)
         counting = False
         elapsed = time.perf_counter() - start
-        cpu_after = cpu_seconds(pid)
+        cpu_after, own_after = cpu_seconds(pid), time.process_time()
         published = sum(last_seq.get(k, 0) - first_seq.get(k, 0) for k in last_seq)
         for task in tasks:
             task.cancel()
@@ -262,6 +262,10 @@ async def stream_load(
     )
     return {
         "server_cpu_us_per_tick": server_cpu_us,
+        "server_cores": None
+        if server_cpu_us is None
+        else server_cpu_us * delivered / elapsed / 1e6,
+        "client_cores": (own_after - own_before) / elapsed,
         "clients": clients,
         "seconds": round(elapsed, 2),
         "ticks_delivered": delivered,
@@ -365,7 +369,8 @@ def main() -> None:
             f"| {result['rate'] or 'unpaced'} | {result['clients']} | "
             f"{result['published_per_s']:,.0f} | {result['ticks_per_s']:,.0f} | "
             f"{result['per_client_per_s']:,.0f} | {result['slowest_client_per_s']:,.0f} | "
-            f"{'n/a' if cpu is None else f'{cpu:.1f}'} |"
+            f"{'n/a' if cpu is None else f'{cpu:.1f}'} | "
+            f"{result['server_cores'] or 0:.2f} / {result['client_cores']:.2f} |"
         )
     if args.no_write:
         return
@@ -402,10 +407,11 @@ bursts at the given rate, or unpaced (as fast as its loop allows, an overload). 
 what the hub stamped meanwhile (from the seqs a client saw), "delivered" what the clients read;
 the rest was conflated to the latest tick per instrument, which keeps every client current
 however far it falls behind. "CPU µs" is the server process's CPU time per delivered tick
-(publishing included).
+(publishing included); "cores" is the CPU the server / the client process used meanwhile (the
+50 clients share one Python process, which decodes every message).
 
-| feed/s | clients | published/s | delivered/s, all clients | per client/s | slowest/s | CPU µs |
-|---|---:|---:|---:|---:|---:|---:|
+| feed/s | clients | published/s | delivered/s, all | per client/s | slowest/s | CPU µs | cores |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {stream_table}
 """
     write_section("gRPC order placement and tick streaming", body)
