@@ -79,6 +79,10 @@ async def test_order_forms_per_variety(tmp_path: Path) -> None:
         # Modify and cancel find the order's variety.
         await broker.modify_order(USER_ID, amo, infy, ModifyRequest(quantity=3))
         assert sent(server, "PUT", f"/orders/amo/{amo}") == [{"quantity": "3"}]
+        for quantity in range(4, 4 + 24):
+            await broker.modify_order(USER_ID, amo, infy, ModifyRequest(quantity=quantity))
+        with pytest.raises(BrokerRejected, match="cancel it and place a new one"):
+            await broker.modify_order(USER_ID, amo, infy, ModifyRequest(quantity=99))
         await broker.cancel_order(USER_ID, amo)
         assert server.orders[amo]["status"] == "CANCELLED"
 

@@ -67,7 +67,7 @@ from .parsing.kite import (
 from .rest import KiteRest
 from .stream import Ticker
 
-__all__ = ["EXTRAS", "VARIETIES", "ZerodhaBroker", "make_broker"]
+__all__ = ["EXTRAS", "MAX_MODIFICATIONS", "VARIETIES", "ZerodhaBroker", "make_broker"]
 
 log = structlog.get_logger("hft_zerodha.broker")
 
@@ -80,6 +80,8 @@ EXTRAS: Final = frozenset(
 _EVENT_BUFFER: Final = 10_000
 _TRADE_READS: Final = 3  # reads of an order's trades while they trail its filled quantity
 _TAG_MAX: Final = 20
+#: Kite accepts at most this many modifications of one order.
+MAX_MODIFICATIONS: Final = 25
 
 
 def make_broker(config: ZerodhaConfig, context: PluginContext) -> ZerodhaBroker:
@@ -111,6 +113,7 @@ class ZerodhaBroker(Broker):
         self._last: dict[str, tuple[OrderStatus, int]] = {}
         self._trade_ids: set[str] = set()
         self._varieties: dict[str, str] = {}
+        self._modifications: dict[str, int] = {}
         self._scope: trio.CancelScope | None = None
         self._done = trio.Event()
         self._connected = False
@@ -381,6 +384,12 @@ class ZerodhaBroker(Broker):
         request: ModifyRequest,
     ) -> None:
         self._check_account(broker_account)
+        if self._modifications.get(broker_order_id, 0) >= MAX_MODIFICATIONS:
+            raise BrokerRejected(
+                f"kite: order {broker_order_id} was modified {MAX_MODIFICATIONS} times, Kite's "
+                "limit; cancel it and place a new one",
+                code="kite_modify_limit",
+            )
         variety = await self._variety(broker_order_id)
         form: dict[str, str] = {}
         if request.quantity is not None:
@@ -396,6 +405,7 @@ class ZerodhaBroker(Broker):
         await self._rest_client().call(
             "PUT", f"/orders/{variety}/{broker_order_id}", "orders", data=form
         )
+        self._modifications[broker_order_id] = self._modifications.get(broker_order_id, 0) + 1
 
     async def cancel_order(self, broker_account: str, broker_order_id: str) -> None:
         self._check_account(broker_account)
