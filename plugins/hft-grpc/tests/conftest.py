@@ -51,14 +51,21 @@ def anyio_backend() -> str:
 
 
 class SlowStorage(MemoryStorage):
-    """The in-memory store, whose journal writes take ``delay_s`` (a database under load)."""
+    """The in-memory store, whose journal writes take ``delay_s`` and journal reads
+    ``read_delay_s`` (a database under load)."""
 
     delay_s = 0.0
+    read_delay_s = 0.0
 
     async def append_order_events(self, *args: Any, **kwargs: Any) -> Any:
         if self.delay_s:
             await anyio.sleep(self.delay_s)
         return await super().append_order_events(*args, **kwargs)
+
+    async def order_events(self, *args: Any, **kwargs: Any) -> Any:
+        if self.read_delay_s:
+            await anyio.sleep(self.read_delay_s)
+        return await super().order_events(*args, **kwargs)
 
 
 def _storage_plugin(storage: SlowStorage | None) -> types.SimpleNamespace:

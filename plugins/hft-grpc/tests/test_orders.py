@@ -204,3 +204,22 @@ async def test_order_events_across_a_host_restart(harness_factory: Any) -> None:
         _, error = await ahead.until_error()
         assert error.code() == grpc.StatusCode.OUT_OF_RANGE
         assert ("hft-error-code", "seq_ahead") in error.trailing_metadata()
+
+
+async def test_a_client_gone_while_its_stream_opens_leaves_nothing_behind(harness: Any) -> None:
+    me = await harness.as_user("alice")
+    await harness.place()
+    await harness.settle()
+    harness.storage.read_delay_s = 0.3  # the replay is slow
+    stream = harness.stream(
+        harness.stubs.orders.StreamEvents,
+        orders_pb2.StreamEventsRequest(after_seq=0),
+        metadata=me,
+    )
+    await anyio.sleep(0.1)
+    stream.cancel()  # gone before the replay ends
+    oms = harness.services.oms
+    # White-box, as no interface shows it: no order feed is left subscribed.
+    with anyio.fail_after(5):
+        while any(not feed.closed for feed in oms._feeds):  # noqa: ASYNC110
+            await anyio.sleep(0.05)

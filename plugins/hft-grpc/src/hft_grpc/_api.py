@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Final
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from hft import AuthError, HftError, NetworkError, NotFound, RateLimited, ValidationError
@@ -298,9 +299,17 @@ class HostApi:
                 "list the orders afresh and stream without after_seq",
                 code="seq_ahead",
             )
-        with _within(deadline):
+        # Shielded: resume() leaves its feed subscribed if cancelled mid-replay, so it runs to
+        # its end, and the deadline is checked after it.
+        with anyio.CancelScope(shield=True):
             feed = await oms.resume(user, after, max_backlog=self.config.order_backlog)
         self._streams.add(feed)
+        try:
+            _remaining(deadline)
+            await anyio.lowlevel.checkpoint()  # a cancellation that came meanwhile lands here
+        except BaseException:
+            self._close(feed)
+            raise
         return feed, after
 
     async def next_events(self, feed: OrderFeed) -> list[orders_pb.StreamEventsResponse] | None:
@@ -326,7 +335,13 @@ class HostApi:
             for m in batch
         ]
 
-    async def close_stream(self, stream: Subscription | OrderFeed) -> None:
+    async def close_events(self, opened: tuple[OrderFeed, int]) -> None:
+        self._close(opened[0])
+
+    async def close_ticks(self, stream: TickStream) -> None:
+        self._close(stream.subscription)
+
+    def _close(self, stream: Subscription | OrderFeed) -> None:
         stream.close()
         self._streams.discard(stream)
 

@@ -35,7 +35,7 @@ __all__ = ["Bridge", "Pull"]
 
 T = TypeVar("T")
 Call = Callable[..., Coroutine[Any, Any, Any]]
-_Result = tuple[asyncio.Future[Any], Any, BaseException | None]
+_Result = tuple[asyncio.Future[Any], Any, BaseException | None, "Call | None"]
 
 
 def _shutting_down() -> NetworkError:
@@ -45,12 +45,19 @@ def _shutting_down() -> NetworkError:
 class _Job:
     """One call: its asyncio future, and the trio cancel scope it runs in once started."""
 
-    __slots__ = ("args", "cancelled", "fn", "future", "scope")
+    __slots__ = ("args", "cancelled", "discard", "fn", "future", "scope")
 
-    def __init__(self, future: asyncio.Future[Any] | None, fn: Call, args: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        future: asyncio.Future[Any] | None,
+        fn: Call,
+        args: tuple[Any, ...],
+        discard: Call | None = None,
+    ) -> None:
         self.future = future  # None: nobody waits for the result
         self.fn = fn
         self.args = args
+        self.discard = discard
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
 
@@ -179,11 +186,19 @@ class Bridge:
     # The asyncio side ---------------------------------------------------------------------------
 
     async def call(
-        self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, shield: bool = False
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        *args: Any,
+        shield: bool = False,
+        discard: Callable[[T], Coroutine[Any, Any, Any]] | None = None,
     ) -> T:
-        """``await fn(*args)`` on the host's loop; its result or exception comes back here."""
+        """``await fn(*args)`` on the host's loop; its result or exception comes back here.
+
+        ``discard(result)`` runs on the host's loop when the result arrives after the caller
+        stopped waiting (for a result that holds resources: a subscription).
+        """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        job = _Job(future, fn, args)
+        job = _Job(future, fn, args, discard)
         self._to_trio.put(functools.partial(self._start, job))
         if shield:
             # The host finishes the call whatever happens here; the caller just stops waiting.
@@ -205,9 +220,11 @@ class Bridge:
     def _settle_all(self) -> None:
         with self._lock:
             results, self._results = self._results, []
-        for future, value, error in results:
-            if future.done():
-                continue  # its caller was cancelled and no longer waits
+        for future, value, error, discard in results:
+            if future.done():  # its caller was cancelled and no longer waits
+                if discard is not None and error is None:
+                    self.spawn(discard, value)
+                continue
             if error is not None:
                 future.set_exception(error)
             else:
@@ -230,15 +247,23 @@ class Bridge:
                     self._settle(job.future, None, exc)
                 return
             if job.future is not None:
-                self._settle(job.future, value, None)
+                self._settle(job.future, value, None, job.discard)
+            elif job.discard is not None:
+                await job.discard(value)
             return
         # Cancelled: by the caller (who no longer waits) or by the host shutting down.
         if job.future is not None:
             self._settle(job.future, None, _shutting_down())
 
-    def _settle(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    def _settle(
+        self,
+        future: asyncio.Future[Any],
+        value: Any,
+        error: BaseException | None,
+        discard: Call | None = None,
+    ) -> None:
         with self._lock:
-            self._results.append((future, value, error))
+            self._results.append((future, value, error, discard))
             first = len(self._results) == 1
         if first and self._loop is not None:
             # A closed asyncio loop raises RuntimeError: nobody waits for this any more.

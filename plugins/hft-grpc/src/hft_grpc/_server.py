@@ -151,7 +151,11 @@ class Server:
     ) -> AsyncGenerator[Message | bytes, None]:
         api, bridge = self.api, self.bridge
         stream = await bridge.call(
-            api.open_ticks, _credential(context), request, _deadline(context)
+            api.open_ticks,
+            _credential(context),
+            request,
+            _deadline(context),
+            discard=api.close_ticks,
         )
         batches = bridge.pull(api.next_ticks, stream)
         try:
@@ -161,14 +165,18 @@ class Server:
                 yield message
         finally:
             batches.close()
-            bridge.spawn(api.close_stream, stream.subscription)
+            bridge.spawn(api.close_ticks, stream)
 
     async def _order_events(
         self, request: orders_pb.StreamEventsRequest, context: Context
     ) -> AsyncGenerator[Message | bytes, None]:
         api, bridge = self.api, self.bridge
         feed, after = await bridge.call(
-            api.open_events, _credential(context), request, _deadline(context)
+            api.open_events,
+            _credential(context),
+            request,
+            _deadline(context),
+            discard=api.close_events,
         )
         try:
             yield orders_pb.StreamEventsResponse(started=orders_pb.StreamStarted(after_seq=after))
@@ -182,7 +190,7 @@ class Server:
             finally:
                 events.close()
         finally:
-            bridge.spawn(api.close_stream, feed)
+            bridge.spawn(api.close_events, (feed, after))
 
 
 class _Malformed:
