@@ -62,7 +62,13 @@ LISTINGS = [
     (256265, 1001, "NIFTY 50", "NIFTY 50", "", "0", "0", 0, "EQ", "INDICES", "NSE", 2, 2400000),
 ]  # fmt: skip
 
-RATE_LIMITS = {"quote": (1, 1.0), "historical": (3, 1.0), "orders": (10, 1.0), "other": (10, 1.0)}
+RATE_LIMITS = {
+    "quote": (1, 1.0),
+    "historical": (3, 1.0),
+    "orders": (10, 1.0),
+    "changes": (10, 1.0),
+    "other": (10, 1.0),
+}
 QUOTE_LIMITS = {"/quote": 500, "/quote/ohlc": 1000, "/quote/ltp": 1000}
 
 
@@ -511,7 +517,7 @@ class FakeKite:
             if isinstance(gate, Response):
                 return gate
             return envelope([t for t in self.trades if t["order_id"] == a])
-        gate = await self._gate(request, "orders")
+        gate = await self._gate(request, "changes")
         if isinstance(gate, Response):
             return gate
         order = self.orders.get(b)

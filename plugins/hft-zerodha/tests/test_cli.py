@@ -190,3 +190,19 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(AuthError, match="not a Kite session file"):
         sessions.load(path, API_KEY, "kite", now)
+
+
+@pytest.mark.anyio
+async def test_a_busy_redirect_port_is_reported_clearly(tmp_path: Path) -> None:
+    async with FakeKite.running() as server:
+        (busy,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = busy.socket.getsockname()[1]
+        config = write_config(tmp_path, server)
+        config.write_text(
+            config.read_text().replace("redirect_port = 0", f"redirect_port = {port}")
+        )
+        done = await hft(config, "login")
+        await busy.aclose()
+        assert done.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in done.stderr.decode()
+        assert "--no-listen" in done.stderr.decode()

@@ -403,14 +403,14 @@ class ZerodhaBroker(Broker):
         if request.time_in_force is not None:
             form["validity"] = validity_to_kite(request.time_in_force)
         await self._rest_client().call(
-            "PUT", f"/orders/{variety}/{broker_order_id}", "orders", data=form
+            "PUT", f"/orders/{variety}/{broker_order_id}", "changes", data=form
         )
         self._modifications[broker_order_id] = self._modifications.get(broker_order_id, 0) + 1
 
     async def cancel_order(self, broker_account: str, broker_order_id: str) -> None:
         self._check_account(broker_account)
         variety = await self._variety(broker_order_id)
-        await self._rest_client().call("DELETE", f"/orders/{variety}/{broker_order_id}", "orders")
+        await self._rest_client().call("DELETE", f"/orders/{variety}/{broker_order_id}", "changes")
 
     async def _variety(self, order_id: str) -> str:
         known = self._varieties.get(order_id)

@@ -179,6 +179,16 @@ async def exchange(
 
 async def _wait_for_token(config: ZerodhaConfig, *, listen: bool) -> str:
     """The first request token to arrive: from the redirect listener or pasted on stdin."""
+    listeners: list[trio.SocketListener] = []
+    if listen:
+        try:
+            listeners = await trio.open_tcp_listeners(config.redirect_port, host="127.0.0.1")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{config.redirect_port} for Kite's redirect "
+                f"({exc.strerror}); free the port, change redirect_port (and the app's "
+                "redirect URL), or pass --no-listen and paste the redirect URL"
+            ) from None
     found: list[str] = []
     async with trio.open_nursery() as nursery:
 
@@ -186,8 +196,7 @@ async def _wait_for_token(config: ZerodhaConfig, *, listen: bool) -> str:
             found.append(token)
             nursery.cancel_scope.cancel()
 
-        if listen:
-            listeners = await trio.open_tcp_listeners(config.redirect_port, host="127.0.0.1")
+        if listeners:
             port = listeners[0].socket.getsockname()[1]
             print(f"Waiting for Kite's redirect on http://127.0.0.1:{port}/ ...")
             nursery.start_soon(_serve_redirect, listeners, done)

@@ -27,7 +27,7 @@ __all__ = ["BATCH_LIMITS", "Family", "KiteRest"]
 
 log = structlog.get_logger("hft_zerodha.rest")
 
-Family: TypeAlias = Literal["quote", "historical", "orders", "other"]
+Family: TypeAlias = Literal["quote", "historical", "orders", "changes", "other"]
 Params: TypeAlias = Mapping[str, str | int | Sequence[str]]
 
 #: Instruments per call of each quote route.
@@ -42,6 +42,8 @@ def _limiters() -> dict[Family, RateLimiter]:
         # 10/s, 400/min and 5000/day orders (the day cap counts per login, across restarts
         # too: the broker's count is what finally applies).
         "orders": RateLimiter((10, 1.05), (400, 60.5), (5000, 86_400.0)),
+        # Modifications and cancellations do not count towards the order caps.
+        "changes": RateLimiter((10, 1.05)),
         "other": RateLimiter((10, 1.05)),
     }
 
