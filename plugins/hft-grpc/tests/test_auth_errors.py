@@ -83,8 +83,20 @@ async def test_wrong_password_and_disabled_user(harness: Any) -> None:
         )
         assert error.code() == S.UNAUTHENTICATED
         assert code_of(error) == "invalid_credentials"
-    error = await harness.fails(harness.stubs.auth.Login, auth_pb2.LoginRequest(username="alice"))
+    for bad in (
+        auth_pb2.LoginRequest(username="alice"),
+        auth_pb2.LoginRequest(username="alice", password="x" * 257),
+        auth_pb2.LoginRequest(username="al ice", password="whatever"),
+        auth_pb2.LoginRequest(username="", password="whatever"),
+    ):
+        error = await harness.fails(harness.stubs.auth.Login, bad)
+        assert (error.code(), code_of(error)) == (S.INVALID_ARGUMENT, "invalid")
+    error = await harness.fails(harness.stubs.auth.Refresh, auth_pb2.RefreshRequest())
     assert error.code() == S.INVALID_ARGUMENT
+    error = await harness.fails(
+        harness.stubs.auth.Refresh, auth_pb2.RefreshRequest(refresh_token="not.a.jwt")
+    )
+    assert (error.code(), code_of(error)) == (S.UNAUTHENTICATED, "invalid_token")
     me = await harness.as_user("viewer")
     await harness.services.auth.set_disabled("viewer", True)
     error = await harness.fails(harness.stubs.orders.List, orders_pb2.ListRequest(), metadata=me)

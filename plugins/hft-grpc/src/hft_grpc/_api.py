@@ -41,6 +41,8 @@ _MAX_QUOTES: Final = 50
 _MAX_PAGE: Final = 1000
 _DEFAULT_PAGE: Final = 100
 _MAX_BUCKETS: Final = 10_000
+_MAX_PASSWORD: Final = 256
+_MAX_TOKEN: Final = 4096
 
 
 def deadline_error() -> HftError:
@@ -180,8 +182,9 @@ class HostApi:
         self, peer: str, request: auth_pb.LoginRequest, deadline: Deadline
     ) -> auth_pb.LoginResponse:
         self._throttle_sign_in(peer)
-        if not request.username or not request.password:
-            raise ValidationError("username and password are required", code="invalid")
+        c.check_name(request.username, "username")
+        if not 1 <= len(request.password) <= _MAX_PASSWORD:
+            raise ValidationError(f"password must be 1-{_MAX_PASSWORD} characters", code="invalid")
         with _within(deadline):
             pair = await self.services.auth.login(request.username, request.password)
         return auth_pb.LoginResponse(tokens=_tokens(pair))
@@ -190,8 +193,10 @@ class HostApi:
         self, peer: str, request: auth_pb.RefreshRequest, deadline: Deadline
     ) -> auth_pb.RefreshResponse:
         self._throttle_sign_in(peer)
-        if not request.refresh_token:
-            raise ValidationError("refresh_token is required", code="invalid")
+        if not 1 <= len(request.refresh_token) <= _MAX_TOKEN:
+            raise ValidationError(
+                f"refresh_token must be 1-{_MAX_TOKEN} characters", code="invalid"
+            )
         with _within(deadline):
             pair = await self.services.auth.refresh(request.refresh_token)
         return auth_pb.RefreshResponse(tokens=_tokens(pair))
