@@ -1,5 +1,5 @@
-"""One real ``hft serve`` (sim broker, this transport and the REST API on free ports) for the
-whole session, and the users the tests act as.
+"""A real ``hft serve`` (sim broker, this transport and the REST API on free ports) and the
+users the tests act as.
 
 The sim steps every 20 ms, so market data flows fast enough to show batching and conflation.
 """
@@ -100,8 +100,10 @@ def _wait_started(process: subprocess.Popen[bytes], log_path: Path) -> dict[str,
     raise AssertionError(f"hft serve did not start; its log:\n{log_path.read_text()}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server per test module: it stops when the module is done, not at the end of a whole
+    ``nox -s tests`` run that goes on to other plugins."""
     workdir = tmp_path_factory.mktemp("serve")
     log_path = workdir / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
