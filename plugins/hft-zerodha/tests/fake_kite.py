@@ -131,6 +131,7 @@ class FakeKite:
     )
     scripts: dict[tuple[str, str], collections.deque[Response]] = attrs.field(factory=dict)
     stalled: bool = False
+    refuse_ticker: bool = False
     reject_reason: str | None = None
     sent_frames: int = 0
     connections_opened: int = 0
@@ -695,7 +696,12 @@ class FakeKite:
 
     async def _ws(self, websocket: WebSocket) -> None:
         params = websocket.query_params
-        if params.get("api_key") != API_KEY or params.get("access_token") not in self.access_tokens:
+        token = params.get("access_token")
+        if (
+            params.get("api_key") != API_KEY
+            or token not in self.access_tokens
+            or self.refuse_ticker
+        ):
             await websocket.close(code=1008)  # before accept: the upgrade is refused with 403
             return
         await websocket.accept()

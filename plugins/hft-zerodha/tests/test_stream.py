@@ -13,7 +13,7 @@ import pytest
 import trio
 from hft_zerodha.broker import ZerodhaBroker
 
-from hft._errors import AuthError, ValidationError
+from hft._errors import AuthError, NetworkError, ValidationError
 from hft.contracts import BrokerEvent
 from hft.model import ConnectionEvent, ConnectionState, OrderStatus, OrderUpdate, StreamMode, Tick
 
@@ -234,4 +234,24 @@ async def test_connect_refuses_a_bad_session_clearly(tmp_path: Path, problem: st
         assert "hft zerodha login" in caught.value.message
         assert "revoked" not in caught.value.message  # the token never shows
         assert "access0001" not in caught.value.message
+        await broker.close()
+
+
+async def test_a_ticker_refusing_the_session_at_connect_is_an_auth_error(tmp_path: Path) -> None:
+    async with FakeKite.running(refuse_ticker=True) as server:
+        store_token(tmp_path, server.issue_access_token())
+        broker = make_broker(server, tmp_path)
+        with pytest.raises(AuthError, match="hft zerodha login"):
+            await broker.connect()
+        await broker.close()
+
+
+async def test_a_ticker_that_cannot_be_reached_at_connect_is_a_network_error(
+    tmp_path: Path,
+) -> None:
+    async with FakeKite.running() as server:
+        store_token(tmp_path, server.issue_access_token())
+        broker = make_broker(server, tmp_path, ws_url="ws://127.0.0.1:9/ws", timeout_s=1.0)
+        with pytest.raises(NetworkError):
+            await broker.connect()
         await broker.close()
