@@ -70,7 +70,9 @@ async def test_ticks_arrive_in_each_mode_with_increasing_sequences(
                 assert deep, "full mode carries depth"
                 assert all(len(t.bids) <= 5 and len(t.asks) <= 5 for t in deep)
             elif mode == "quote":
-                assert all(t.volume is not None for ticks in seen.values() for t in ticks)
+                quotes = [t for ticks in seen.values() for t in ticks]
+                assert all(t.volume is not None for t in quotes)
+                assert all(t.ohlc is not None and t.ohlc[1] >= t.ohlc[2] for t in quotes)
                 assert all(len(t.bids) <= 1 for ticks in seen.values() for t in ticks)
         assert client.seq_gaps == 0
         removed = await client.unsubscribe(["NSE:TCS", "NSE:NOPE"])

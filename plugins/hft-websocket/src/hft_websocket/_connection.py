@@ -129,6 +129,13 @@ class Connection:
             await self._close(closing.code, closing.reason)
         except* trio_websocket.ConnectionClosed:
             pass
+        except* Exception as group:
+            # A fault of ours ends this connection, never the server and its other clients.
+            log.error(
+                "websocket.internal", connection=self.id, error=repr(group.exceptions[0]),
+                exc_info=group,
+            )  # fmt: skip
+            await self._close(CloseCode.INTERNAL, "internal")
         finally:
             self._fanout.drop(self)
             if feed is not None:

@@ -85,8 +85,15 @@ class Tick:
     timestamp_ns: int
     volume: int | None = None
     last_quantity: int | None = None
+    #: Best first, ``(price, quantity)``: one level in ``quote`` mode, up to five in ``full``.
     bids: tuple[tuple[Decimal, int], ...] = ()
     asks: tuple[tuple[Decimal, int], ...] = ()
+    average_price: Decimal | None = None
+    total_buy_quantity: int | None = None
+    total_sell_quantity: int | None = None
+    open_interest: int | None = None
+    #: ``(open, high, low, close)``
+    ohlc: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
 
 
 @attrs.frozen
@@ -377,6 +384,7 @@ class Client:
         def price(units: int) -> Decimal:
             return Decimal(units).scaleb(-scale)
 
+        ohlc = record.ohlc
         return Tick(
             key,
             record.seq,
@@ -387,6 +395,13 @@ class Client:
             record.last_quantity,
             tuple((price(level.price), level.quantity) for level in record.bids),
             tuple((price(level.price), level.quantity) for level in record.asks),
+            None if record.average_price is None else price(record.average_price),
+            record.total_buy_quantity,
+            record.total_sell_quantity,
+            record.open_interest,
+            None
+            if ohlc is None
+            else (price(ohlc[0]), price(ohlc[1]), price(ohlc[2]), price(ohlc[3])),
         )
 
 
@@ -434,6 +449,8 @@ async def connect(
 
 
 def _tick_from_json(t: dict[str, Any]) -> Tick:
+    average = t.get("average_price")
+    ohlc = t.get("ohlc")
     return Tick(
         t["instrument"],
         t["seq"],
@@ -444,4 +461,16 @@ def _tick_from_json(t: dict[str, Any]) -> Tick:
         t.get("last_quantity"),
         tuple((Decimal(b["price"]), b["quantity"]) for b in t.get("bids", ())),
         tuple((Decimal(a["price"]), a["quantity"]) for a in t.get("asks", ())),
+        None if average is None else Decimal(average),
+        t.get("total_buy_quantity"),
+        t.get("total_sell_quantity"),
+        t.get("open_interest"),
+        None
+        if ohlc is None
+        else (
+            Decimal(ohlc["open"]),
+            Decimal(ohlc["high"]),
+            Decimal(ohlc["low"]),
+            Decimal(ohlc["close"]),
+        ),
     )
