@@ -296,3 +296,32 @@ async def test_calls_are_rate_limited_per_user(harness_factory: Any) -> None:
         # Another user has a budget of their own.
         other = await harness.as_user("other")
         await harness.call(harness.stubs.orders.List, orders_pb2.ListRequest(), metadata=other)
+
+
+async def test_correlation_ids_and_the_access_log(harness: Any) -> None:
+    import structlog.testing
+
+    from hft._logging import _add_correlation_id
+
+    me = await harness.as_user("alice")
+    with structlog.testing.capture_logs(processors=[_add_correlation_id]) as logs:
+        _, call = await harness.call(
+            harness.stubs.auth.Login.with_call,
+            auth_pb2.LoginRequest(username="alice", password="correct horse battery"),
+            metadata=(("x-correlation-id", "trace-42"),),
+        )
+        error = await harness.fails(
+            harness.stubs.orders.Get, orders_pb2.GetRequest(order_id="nope"), metadata=me
+        )
+    assert ("x-correlation-id", "trace-42") in call.initial_metadata()
+    assert ("x-correlation-id", "trace-42") not in error.initial_metadata()
+    # The host's own log line of the call carries the client's id: it crossed to the trio loop.
+    signed_in = [e for e in logs if e["event"] == "auth.login"]
+    assert [e.get("correlation_id") for e in signed_in] == ["trace-42"]
+    calls = [e for e in logs if e["event"] == "grpc.call"]
+    assert [(e["method"], e["status"], e["code"]) for e in calls] == [
+        ("Auth/Login", "OK", None),
+        ("Order/Get", "NOT_FOUND", "not_found"),
+    ]
+    assert calls[0]["correlation_id"] == "trace-42"
+    assert calls[1]["correlation_id"] != "trace-42"

@@ -30,6 +30,7 @@ import anyio.abc
 import trio
 
 from hft import NetworkError
+from hft._logging import bind_correlation_id, correlation_id
 
 __all__ = ["Bridge", "Pull"]
 
@@ -45,7 +46,7 @@ def _shutting_down() -> NetworkError:
 class _Job:
     """One call: its asyncio future, and the trio cancel scope it runs in once started."""
 
-    __slots__ = ("args", "cancelled", "discard", "fn", "future", "scope")
+    __slots__ = ("args", "cancelled", "correlation_id", "discard", "fn", "future", "scope")
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class _Job:
         self.fn = fn
         self.args = args
         self.discard = discard
+        self.correlation_id = correlation_id()  # the caller's, bound again on the host's loop
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
 
@@ -82,6 +84,7 @@ class Pull(Generic[T]):
         self._wanted: anyio.Event | None = None  # trio side
         self._scope: anyio.CancelScope | None = None  # trio side
         self._closed = False
+        self._correlation_id = correlation_id()
 
     async def next(self) -> T:
         """The next result (waiting for the host to have one)."""
@@ -119,7 +122,7 @@ class Pull(Generic[T]):
 
     async def _loop(self) -> None:
         bridge = self._bridge
-        with anyio.CancelScope() as scope:
+        with _bound(self._correlation_id), anyio.CancelScope() as scope:
             self._scope = scope
             while True:
                 assert self._wanted is not None
@@ -138,6 +141,10 @@ class Pull(Generic[T]):
             return
         if not self._closed and self._future is not None:
             bridge._settle(self._future, None, _shutting_down())
+
+
+def _bound(value: str | None) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext() if value is None else bind_correlation_id(value)
 
 
 class _ToTrio:
@@ -236,7 +243,7 @@ class Bridge:
         self._tasks.start_soon(self._run, job)
 
     async def _run(self, job: _Job) -> None:
-        with anyio.CancelScope() as scope:
+        with _bound(job.correlation_id), anyio.CancelScope() as scope:
             job.scope = scope
             if job.cancelled:
                 scope.cancel()

@@ -3,10 +3,12 @@ call to the host through the bridge, writes replies and streams, and maps errors
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable
-from contextlib import aclosing
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, Final
 
 import grpc
 import grpc.aio
@@ -14,6 +16,7 @@ import structlog
 from google.protobuf.message import DecodeError, Message
 
 from hft import HftError, ValidationError
+from hft._logging import bind_correlation_id
 from hft_grpc._api import HostApi
 from hft_grpc._bridge import Bridge
 from hft_grpc._errors import grpc_status, trailers
@@ -30,6 +33,9 @@ log = structlog.get_logger("hft.grpc")
 Context = grpc.aio.ServicerContext[Any, Any]
 Unary = Callable[[Any, Context], Awaitable[Message]]
 Streaming = Callable[[Any, Context], AsyncGenerator[Message | bytes, None]]
+
+#: The shape ``hft._logging.bind_correlation_id`` accepts; anything else gets a new id.
+_CORRELATION_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def credential_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
@@ -75,25 +81,27 @@ class Server:
         u, s = self._unary, self._stream
         services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {
             "hft.v1.AuthService": {
-                "Login": u(api.login, auth_pb.LoginRequest, anonymous=True),
-                "Refresh": u(api.refresh, auth_pb.RefreshRequest, anonymous=True),
+                "Login": u("Auth/Login", api.login, auth_pb.LoginRequest, anonymous=True),
+                "Refresh": u("Auth/Refresh", api.refresh, auth_pb.RefreshRequest, anonymous=True),
             },
             "hft.v1.OrderService": {
-                "Place": u(api.place, orders_pb.PlaceRequest, shield=True),
-                "Modify": u(api.modify, orders_pb.ModifyRequest, shield=True),
-                "Cancel": u(api.cancel, orders_pb.CancelRequest, shield=True),
-                "Get": u(api.get, orders_pb.GetRequest),
-                "List": u(api.list_orders, orders_pb.ListRequest),
-                "StreamEvents": s(self._order_events, orders_pb.StreamEventsRequest),
+                "Place": u("Order/Place", api.place, orders_pb.PlaceRequest, shield=True),
+                "Modify": u("Order/Modify", api.modify, orders_pb.ModifyRequest, shield=True),
+                "Cancel": u("Order/Cancel", api.cancel, orders_pb.CancelRequest, shield=True),
+                "Get": u("Order/Get", api.get, orders_pb.GetRequest),
+                "List": u("Order/List", api.list_orders, orders_pb.ListRequest),
+                "StreamEvents": s(
+                    "Order/StreamEvents", self._order_events, orders_pb.StreamEventsRequest
+                ),
             },
             "hft.v1.MarketDataService": {
-                "Quotes": u(api.quotes, md_pb.QuotesRequest),
-                "StreamTicks": s(self._ticks, md_pb.StreamTicksRequest),
+                "Quotes": u("MarketData/Quotes", api.quotes, md_pb.QuotesRequest),
+                "StreamTicks": s("MarketData/StreamTicks", self._ticks, md_pb.StreamTicksRequest),
             },
             "hft.v1.PortfolioService": {
-                "Positions": u(api.positions, portfolio_pb.PositionsRequest),
-                "Holdings": u(api.holdings, portfolio_pb.HoldingsRequest),
-                "Accounts": u(api.accounts, portfolio_pb.AccountsRequest),
+                "Positions": u("Portfolio/Positions", api.positions, portfolio_pb.PositionsRequest),
+                "Holdings": u("Portfolio/Holdings", api.holdings, portfolio_pb.HoldingsRequest),
+                "Accounts": u("Portfolio/Accounts", api.accounts, portfolio_pb.AccountsRequest),
             },
         }
         return [grpc.method_handlers_generic_handler(n, m) for n, m in services.items()]
@@ -102,6 +110,7 @@ class Server:
 
     def _unary(
         self,
+        method: str,
         operation: Callable[[Any, Any, float | None], Coroutine[Any, Any, Message]],
         request_type: type[Message],
         *,
@@ -111,13 +120,17 @@ class Server:
         bridge = self.bridge
 
         async def handle(request: Message | _Malformed, context: Context) -> Message:
-            who = _peer_host(context) if anonymous else _credential(context)
-            try:
-                if isinstance(request, _Malformed):
-                    raise request.error()
-                return await bridge.call(operation, who, request, _deadline(context), shield=shield)
-            except Exception as exc:  # every failure becomes a status
-                raise await _abort(context, exc) from None
+            async with self._observed(method, context) as call:
+                who = _peer_host(context) if anonymous else _credential(context)
+                try:
+                    if isinstance(request, _Malformed):
+                        raise request.error()
+                    return await bridge.call(
+                        operation, who, request, _deadline(context), shield=shield
+                    )
+                except Exception as exc:  # every failure becomes a status
+                    raise await call.abort(exc) from None
+            raise AssertionError("unreachable: the block returns or raises")
 
         return grpc.unary_unary_rpc_method_handler(
             handle,
@@ -125,20 +138,48 @@ class Server:
             response_serializer=_serialize,
         )
 
+    @asynccontextmanager
+    async def _observed(self, method: str, context: Context) -> AsyncIterator[_Call]:
+        """The call's correlation id (the client's ``x-correlation-id``, else a new one: sent
+        back in the initial metadata, in every log line of the call, on both loops) and its
+        access log line ``grpc.call``."""
+        given = _metadata(context, "x-correlation-id")
+        valid = given is not None and _CORRELATION_ID.fullmatch(given) is not None
+        with bind_correlation_id(given if valid else None) as cid:
+            call = _Call(context)
+            started = time.perf_counter()
+            try:
+                await context.send_initial_metadata((("x-correlation-id", cid),))
+                yield call
+            except asyncio.CancelledError:
+                call.status = "CANCELLED"  # the client left, or its deadline passed
+                raise
+            finally:
+                if self.config.access_log:
+                    log.info(
+                        "grpc.call",
+                        method=method,
+                        status=call.status,
+                        code=call.code,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                        peer=context.peer(),
+                    )
+
     # Streams ----------------------------------------------------------------------------------
 
     def _stream(
-        self, body: Streaming, request_type: type[Message]
+        self, method: str, body: Streaming, request_type: type[Message]
     ) -> grpc.RpcMethodHandler[Any, Any]:
         async def handle(request: Message | _Malformed, context: Context) -> None:
-            try:
-                if isinstance(request, _Malformed):
-                    raise request.error()
-                async with aclosing(body(request, context)) as messages:
-                    async for message in messages:
-                        await context.write(message)
-            except Exception as exc:  # every failure becomes a status
-                await _abort(context, exc)
+            async with self._observed(method, context) as call:
+                try:
+                    if isinstance(request, _Malformed):
+                        raise request.error()
+                    async with aclosing(body(request, context)) as messages:
+                        async for message in messages:
+                            await context.write(message)
+                except Exception as exc:  # every failure becomes a status
+                    await call.abort(exc)
 
         return grpc.unary_stream_rpc_method_handler(
             handle,
@@ -231,14 +272,30 @@ def _serialize(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
-async def _abort(context: Context, exc: Exception) -> BaseException:
-    """End the call with ``exc``'s status (``context.abort`` raises; the return is for mypy)."""
-    if isinstance(exc, grpc.aio.AbortError):
-        raise exc
-    if not isinstance(exc, HftError):
-        log.error("grpc.unhandled", error=repr(exc), exc_info=exc)
-        exc = HftError("internal error", code="internal", status=500)
-    status = grpc_status(exc)
-    if status is grpc.StatusCode.INTERNAL or status is grpc.StatusCode.UNAVAILABLE:
-        log.warning("grpc.error", code=exc.code, status=status.name, error=exc.message)
-    await context.abort(status, exc.message, trailing_metadata=trailers(exc))
+class _Call:
+    """One call's outcome, for its access log line."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.status = "OK"
+        self.code: str | None = None
+
+    async def abort(self, exc: Exception) -> BaseException:
+        """End the call with ``exc``'s status (``abort`` raises; the return is for mypy)."""
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        if not isinstance(exc, HftError):
+            log.error("grpc.unhandled", error=repr(exc), exc_info=exc)
+            exc = HftError("internal error; quote the correlation id", code="internal")
+        status = grpc_status(exc)
+        self.status, self.code = status.name, exc.code
+        if status is grpc.StatusCode.INTERNAL or status is grpc.StatusCode.UNAVAILABLE:
+            log.warning("grpc.error", code=exc.code, status=status.name, error=exc.message)
+        await self.context.abort(status, exc.message, trailing_metadata=trailers(exc))
+
+
+def _metadata(context: Context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return None

@@ -34,6 +34,7 @@ class GrpcConfig:
     :param login_rate_per_s: ``Login`` and ``Refresh`` calls a second per client address.
     :param login_burst: how many of those a client address may make at once.
     :param max_message_bytes: the largest request the server accepts.
+    :param access_log: log every call as ``grpc.call`` (method, status, code, duration, peer).
     """
 
     host: str = "127.0.0.1"
@@ -47,6 +48,7 @@ class GrpcConfig:
     login_rate_per_s: float = attrs.field(default=5.0, validator=_positive)
     login_burst: float = attrs.field(default=20.0, validator=_positive)
     max_message_bytes: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(1023))
+    access_log: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.rate_limit_burst < 1 or self.login_burst < 1:
