@@ -453,3 +453,21 @@ def test_a_slow_client_is_conflated_while_a_fast_one_keeps_up(server: Server) ->
     assert fast_skipped <= fast_ticks // 10, (fast_skipped, fast_ticks)
     slow_jumps = [b - a for s in slow_seqs.values() for a, b in itertools.pairwise(s)]
     assert max(slow_jumps) > 20, "the slow client got the latest ticks, not every one"
+
+
+def test_invalid_orders_get_stable_codes_and_change_nothing(server: Server) -> None:
+    base = {"account": ACCOUNT, "instrument": "NSE:INFY", "side": "BUY", "quantity": 1}
+    cases = [
+        ({**base, "price": "1500.03"}, "off_tick"),  # INFY's tick is 0.10
+        (base, "missing_price"),  # a limit order without a price
+        ({**base, "price": 1500}, "bad_message"),  # prices are strings, never JSON numbers
+        ({**base, "price": "1500.00", "quantity": 0}, "bad_message"),
+        ({**base, "price": "1500.00", "side": "HOLD"}, "bad_message"),
+        ({**base, "price": "1500.00", "account": "nope"}, "not_found"),
+        ({**base, "price": "1500.00", "instrument": "NSE:NOPE"}, "not_found"),
+    ]
+    with session(server) as (raw, _):
+        for n, (order, code) in enumerate(cases):
+            reply = raw.request("submit", f"bad{n}", order=order)
+            assert (reply["type"], reply["code"]) == ("error", code), (order, reply)
+        assert raw.order_events(timeout=0.3) == []
