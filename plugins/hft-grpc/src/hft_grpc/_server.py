@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Final
 
@@ -31,7 +31,6 @@ __all__ = ["Server", "credential_from_metadata"]
 log = structlog.get_logger("hft.grpc")
 
 Context = grpc.aio.ServicerContext[Any, Any]
-Unary = Callable[[Any, Context], Awaitable[Message]]
 Streaming = Callable[[Any, Context], AsyncGenerator[Message | bytes, None]]
 
 #: The shape ``hft._logging.bind_correlation_id`` accepts; anything else gets a new id.
