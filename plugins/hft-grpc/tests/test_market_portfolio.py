@@ -242,3 +242,37 @@ async def test_shutdown_drains_calls_and_ends_streams(harness_factory: Any) -> N
         _, error = await stream.until_error()
         assert (error.code(), code_of(error)) == (S.UNAVAILABLE, "shutting_down")
     channel.close()
+
+
+async def test_streams_per_user_are_bounded(harness_factory: Any) -> None:
+    async with harness_factory(max_streams_per_user=2) as harness:
+        me = await harness.as_user("viewer")
+        request = md.StreamTicksRequest(instruments=["NSE:INFY"])
+        first = harness.stream(harness.stubs.market.StreamTicks, request, metadata=me)
+        second = harness.stream(
+            harness.stubs.orders.StreamEvents, orders_pb2.StreamEventsRequest(), metadata=me
+        )
+        await first.next()
+        await second.next()
+        third = harness.stream(harness.stubs.market.StreamTicks, request, metadata=me)
+        _, error = await third.until_error()
+        assert (error.code(), code_of(error)) == (S.RESOURCE_EXHAUSTED, "too_many_streams")
+        # Another user is not affected; a closed stream frees its place.
+        other = harness.stream(
+            harness.stubs.market.StreamTicks, request, metadata=await harness.as_user("alice")
+        )
+        await other.next()
+        first.cancel()
+        refusals: list[str] = []
+        with anyio.fail_after(5):
+            while True:
+                again = harness.stream(harness.stubs.market.StreamTicks, request, metadata=me)
+                try:
+                    await again.next()
+                    break
+                except grpc.RpcError as refused:  # the close is still on its way
+                    refusals.append(code_of(refused))
+                    await anyio.sleep(0.05)
+        assert set(refusals) <= {"too_many_streams"}
+        for stream in (second, other, again):
+            stream.cancel()

@@ -8,6 +8,7 @@ trading goes through the OMS (which enforces grants, roles and sim/live), reads 
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,7 +88,9 @@ class HostApi:
         self.closing = False
         #: Instruments as last stored, for the scale of orders whose broker has not connected.
         self.stored_instruments: dict[str, Instrument] = {}
-        self._streams: set[Subscription | OrderFeed] = set()
+        #: Open streams, each with its user; and how many each user has open.
+        self._streams: dict[Subscription | OrderFeed, str] = {}
+        self._open_per_user: collections.Counter[str] = collections.Counter()
         self._login_buckets: dict[str, TokenBucket] = {}
         self._user_buckets: dict[str, TokenBucket] = {}
         #: (instrument, mode) -> the latest tick encoded as a MarketEvent; bounded by the
@@ -292,7 +295,7 @@ class HostApi:
     ) -> tuple[OrderFeed, int]:
         """The caller's order feed, resumed after ``after_seq`` (or from now), and that seq."""
         user = self.user(credential)
-        self._check_open()
+        self._check_open(user)
         oms = self.services.oms
         last = oms.last_seq  # restored from the journal at start: seqs survive a restart
         after = request.after_seq if request.HasField("after_seq") else last
@@ -308,7 +311,7 @@ class HostApi:
         # its end, and the deadline is checked after it.
         with anyio.CancelScope(shield=True):
             feed = await oms.resume(user, after, max_backlog=self.config.order_backlog)
-        self._streams.add(feed)
+        self._register(feed, user)
         try:
             _remaining(deadline)
             await anyio.lowlevel.checkpoint()  # a cancellation that came meanwhile lands here
@@ -322,7 +325,7 @@ class HostApi:
         try:
             batch = await feed.receive_batch()
         except anyio.EndOfStream:
-            self._streams.discard(feed)
+            self._forget(feed)
             if self.closing:
                 raise _shutting_down() from None
             return None
@@ -348,7 +351,7 @@ class HostApi:
 
     def _close(self, stream: Subscription | OrderFeed) -> None:
         stream.close()
-        self._streams.discard(stream)
+        self._forget(stream)
 
     # MarketDataService ------------------------------------------------------------------------
 
@@ -397,10 +400,10 @@ class HostApi:
         scales = {
             key: self._find_instrument(c.check_instrument(key))[1].price_scale for key in keys
         }
-        self._check_open()
+        self._check_open(user)
         hub = self.services.hub
         subscription = hub.subscribe(keys, mode, name=f"grpc:{user.username}")
-        self._streams.add(subscription)
+        self._register(subscription, user)
         return TickStream(subscription, mode, scales, list(hub.connections.values()))
 
     async def next_ticks(self, stream: TickStream) -> bytes | None:
@@ -415,7 +418,7 @@ class HostApi:
             else await subscription.receive_batch(self.config.max_batch)
         )
         if not batch and not events:
-            self._streams.discard(subscription)
+            self._forget(subscription)
             if self.closing:
                 raise _shutting_down()
             if subscription.closed_reason == "lagged":
@@ -486,9 +489,28 @@ class HostApi:
         accounts = sorted(self._accounts(user, None), key=lambda a: a.account_id)
         return portfolio_pb.AccountsResponse(accounts=[c.account_out(a) for a in accounts])
 
-    def _check_open(self) -> None:
+    def _check_open(self, user: User) -> None:
+        """Refuse a new stream when shutting down, or when ``user`` has too many open."""
         if self.closing:
             raise _shutting_down()
+        limit = self.config.max_streams_per_user
+        if self._open_per_user[user.username] >= limit:
+            raise HftError(
+                f"user {user.username!r} has {limit} streams open already; close one",
+                code="too_many_streams",
+                status=429,
+            )
+
+    def _register(self, stream: Subscription | OrderFeed, user: User) -> None:
+        self._streams[stream] = user.username
+        self._open_per_user[user.username] += 1
+
+    def _forget(self, stream: Subscription | OrderFeed) -> None:
+        username = self._streams.pop(stream, None)
+        if username is not None:
+            self._open_per_user[username] -= 1
+            if not self._open_per_user[username]:
+                del self._open_per_user[username]
 
 
 def _throttle(

@@ -25,6 +25,10 @@ class GrpcConfig:
     :param port: the TCP port; ``0`` picks a free one (the bound address is reported).
     :param graceful_timeout_s: how long calls in flight may run on after shutdown begins.
     :param max_stream_instruments: instruments one ``StreamTicks`` call may ask for.
+    :param max_streams_per_user: streams (ticks and order events together) one user may have
+        open at once.
+    :param keepalive_s: how often the server pings an idle connection, to find clients that
+        vanished without closing it (their streams then end).
     :param max_batch: ticks or order events one stream message carries at most.
     :param order_backlog: order events a stream may leave unsent before it is ended with
         ``ABORTED`` ``overflow`` (the client resumes from its last seq).
@@ -41,6 +45,8 @@ class GrpcConfig:
     port: int = attrs.field(default=50051, validator=_port)
     graceful_timeout_s: float = attrs.field(default=5.0, validator=_positive)
     max_stream_instruments: int = attrs.field(default=500, validator=attrs.validators.gt(0))
+    max_streams_per_user: int = attrs.field(default=20, validator=attrs.validators.gt(0))
+    keepalive_s: float = attrs.field(default=30.0, validator=_positive)
     max_batch: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
     order_backlog: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
     rate_limit_per_s: float = attrs.field(default=50.0, validator=_positive)

@@ -122,9 +122,16 @@ class _ServerThread:
         self._loop = asyncio.get_running_loop()
         self._server.bridge.attach(self._loop)
         self._stop = asyncio.Event()
+        keepalive_ms = int(config.keepalive_s * 1000)
         limits: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_timeout_ms", min(keepalive_ms, 20_000)),
+            # Streams may be quiet for long: ping (and let clients ping) with no data flowing.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", min(keepalive_ms, 10_000)),
         ]
         server = grpc.aio.server(options=limits)
         server.add_generic_rpc_handlers(self._server.handlers())
