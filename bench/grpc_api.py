@@ -78,6 +78,7 @@ async def serve(data_dir: Path, storage: str, rate: int | None) -> None:
                 "login_burst": 1000,
                 "rate_limit_per_s": 10**6,
                 "rate_limit_burst": 10**6,
+                "max_streams_per_user": 1000,  # the streaming clients all sign in as one user
             }
         },
         "auth": {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1},
