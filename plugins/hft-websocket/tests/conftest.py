@@ -37,6 +37,12 @@ market_log_interval_s = 0.0
 broker = "sim"
 broker_account = "default"
 environment = "sim"
+
+# Cheap hashes: the tests sign in several times, and hashing cost is not what they test.
+[auth]
+argon2_time_cost = 1
+argon2_memory_kib = 8
+argon2_parallelism = 1
 """
 
 

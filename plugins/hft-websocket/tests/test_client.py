@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -241,3 +245,22 @@ async def test_a_dropped_connection_resumes_with_every_order_event(server: Serve
     assert seqs == expected, "no event lost"
     mine = {e.order["order_id"] for e in got}
     assert set(placed) <= mine
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ticks_and_order.py"
+
+
+def test_the_readme_example_runs_as_written(server: Server) -> None:
+    """On asyncio: the SDK is not tied to trio."""
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    assert EXAMPLE.read_text().strip() in readme, "the README shows the example as it is"
+    env = {**os.environ, "WS_URL": server.ws_url, "WS_TOKEN": server.tokens["trader"]}
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("placed ")
+    assert any(line.startswith("tick NSE:INFY") for line in lines)
+    assert any(line.startswith("order ") and line.endswith("FILLED") for line in lines)
+    assert lines[-1].startswith("position NSE:INFY")
