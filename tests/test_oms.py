@@ -200,6 +200,7 @@ async def test_a_resumed_feed_replays_what_was_missed_then_goes_live_without_a_r
     resumed = await services.oms.resume(ALICE, before[-1])
     await submit_one(services, buy())  # live, after the resume
     await settle(services)
+    assert resumed.replayed > 0
     messages = [m async for m in _drain(resumed)]
     seqs = [m.seq for m in messages]
     assert seqs == sorted(set(seqs))
@@ -236,6 +237,23 @@ async def test_after_a_restart_the_newest_seq_is_the_journals_so_a_resume_from_i
         messages = [m async for m in _drain(feed)]
         assert {m.order.order_id for m in messages} == {order.order_id}
         assert messages[0].seq > head
+
+
+@pytest.mark.anyio
+async def test_an_order_the_broker_holds_pending_may_be_cancelled_but_not_yet_modified(
+    services: Services, shared: Shared
+) -> None:
+    shared.venue.hold_acks()
+    order = await submit_one(services, buy())
+    assert order.status is S.PENDING
+    assert order.broker_order_id is not None
+    with pytest.raises(Conflict) as info:
+        await services.oms.modify(ALICE, order.order_id, ModifyRequest(price=149_000))
+    assert info.value.code == "order_pending"
+    assert services.oms.get(ALICE, order.order_id).status is S.PENDING
+    await services.oms.cancel(ALICE, order.order_id)
+    await settle(services)
+    assert services.oms.get(ALICE, order.order_id).status is S.CANCELLED
 
 
 @pytest.mark.anyio

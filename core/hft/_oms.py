@@ -97,6 +97,7 @@ class OrderFeed:
         self._wakeup = anyio.Event()
         self.closed = False
         self.overflowed = False
+        self.replayed = 0  # events a resume took from the journal, delivered first
 
     def push(self, message: OrderEventMessage) -> None:
         if self.closed or not self._visible(message.order):
@@ -107,6 +108,15 @@ class OrderFeed:
             return
         self._pending.append(message)
         self._wakeup.set()
+
+    def receive_nowait(self) -> list[OrderEventMessage]:
+        """Take whatever is pending now (possibly nothing); raise as :meth:`receive_batch`
+        does once overflowed."""
+        if not self._pending and self.overflowed:
+            raise Conflict("order feed overflowed; resume from the journal", code="overflow")
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
 
     async def receive_batch(self) -> list[OrderEventMessage]:
         """Wait for events and take all pending; raise ``Conflict`` once overflowed, and
@@ -129,6 +139,7 @@ class OrderFeed:
     def _prime(self, replayed: list[OrderEventMessage], through_seq: int) -> None:
         """Put replayed events first; drop live ones the replay already holds."""
         live = [m for m in self._pending if m.seq > through_seq]
+        self.replayed = len(replayed)
         self._pending = deque(replayed + live)
         if self._pending:
             self._wakeup.set()
@@ -703,6 +714,13 @@ class OrderManager:
     async def modify(self, user: User, order_id: str, change: ModifyRequest) -> Order:
         """Ask the broker to change a live order; a refusal restores it and raises."""
         order, account = self._live_order(user, order_id)
+        if order.status is _S.PENDING:
+            # Known to the broker but not yet open: there is nothing to modify yet (a cancel is
+            # fine, and brokers take one).
+            raise Conflict(
+                f"order {order_id} is not yet open at the broker; try again",
+                code="order_pending",
+            )
         instrument = self._instrument_for(account, order.request.instrument)
         request = order.request
         if change.quantity is not None:

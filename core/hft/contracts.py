@@ -38,32 +38,48 @@ from hft.model import (
 
 if TYPE_CHECKING:
     from hft._host import Services
+    from hft._hub import MarketDataHub, Subscription
+    from hft._oms import OrderEventMessage, OrderFeed, OrderManager
 
 __all__ = [
     "Broker",
     "BrokerEvent",
     "EngineCodes",
     "EngineEvent",
+    "MarketDataHub",
     "MatchingEngine",
     "Normaliser",
     "OrderEvent",
+    "OrderEventMessage",
+    "OrderFeed",
+    "OrderManager",
     "PluginContext",
     "RiskContext",
     "RiskRejection",
     "RiskRule",
     "Services",
     "Storage",
+    "Subscription",
     "TaskStatus",
     "Transport",
 ]
 
 
 def __getattr__(name: str) -> object:
-    # Services lives with the host, which imports this module: resolve it on first use.
+    # The services transports use live with the host, which imports this module: resolve them
+    # on first use.
     if name == "Services":
         from hft._host import Services
 
         return Services
+    if name in ("MarketDataHub", "Subscription"):
+        from hft import _hub
+
+        return getattr(_hub, name)
+    if name in ("OrderEventMessage", "OrderFeed", "OrderManager"):
+        from hft import _oms
+
+        return getattr(_oms, name)
     raise AttributeError(f"module 'hft.contracts' has no attribute {name!r}")
 
 
