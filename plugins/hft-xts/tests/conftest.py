@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 # When the distribution is installed (as nox installs plugins/hft-*), this changes nothing.
@@ -55,3 +57,37 @@ async def server() -> AsyncIterator[FakeXts]:
 
 def make_broker(url: str, tmp: Path, login: dict[str, str] = PRO, **settings: Any) -> XtsBroker:
     return XtsBroker(xts_config(url, login, **settings), "xts", data_dir=tmp)
+
+
+class Events:
+    """Reads a broker's event stream beside a test and waits for what it expects."""
+
+    def __init__(self, broker: XtsBroker) -> None:
+        self.broker = broker
+        self.seen: list[Any] = []
+
+    async def pump(self) -> None:
+        async for event in self.broker.events():
+            self.seen.append(event)
+
+    async def wait(self, predicate: Any, timeout_s: float = 5.0) -> Any:
+        with anyio.fail_after(timeout_s):
+            while True:
+                for event in self.seen:
+                    if predicate(event):
+                        return event
+                await anyio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def streaming(broker: XtsBroker) -> AsyncIterator[Events]:
+    """The broker's events collected while the block runs (connects it first)."""
+    await broker.connect()
+    events = Events(broker)
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(events.pump)
+            yield events
+            tasks.cancel_scope.cancel()
+    finally:
+        await broker.close()

@@ -537,7 +537,7 @@ class FakeXts:
     def route(
         self, method: str, path: str, query: dict[str, Any], body: Any, headers: dict[str, str]
     ) -> Any:
-        self.requests.append((method, path, body if isinstance(body, dict) else query))
+        self.requests.append((method, path, body if isinstance(body, dict) and body else query))
         if path == "/hostlookup" and method == "POST":
             if not self.host_lookup or body.get("accesspassword") != "2026HostLookUpAccess":
                 raise Reply(400, error("e-hostlookup-0002", "Invalid access password"))

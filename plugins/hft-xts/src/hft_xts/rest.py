@@ -36,6 +36,7 @@ from hft import (
     AuthError,
     BrokerRejected,
     Conflict,
+    HftError,
     NetworkError,
     NotFound,
     RateLimited,
@@ -184,22 +185,22 @@ class XtsRest:
             "version": self.config.host_lookup_version,
         }
         response = await self._send("POST", f"{self.origin}/hostlookup", None, body, None)
-        try:
-            result = result_of(response.status_code, response.content, "the host lookup")
-        except BrokerRejected as exc:
-            raise AuthError(exc.message, code="xts_login_refused") from None
-        except NetworkError:
-            raise
         # One install answers a good lookup with type != success: judge by the key (spec 1.2).
-        if result is None:
+        try:
             envelope = loads(response.content)
-            result = envelope.get("result") if isinstance(envelope, dict) else None
+        except ValidationError:
+            envelope = None
+        result = envelope.get("result") if isinstance(envelope, dict) else None
         unique_key = text(field(result, "uniqueKey")) if isinstance(result, Mapping) else ""
         connection = text(field(result, "connectionString")) if isinstance(result, Mapping) else ""
-        if not unique_key or not connection:
-            raise AuthError(
-                "XTS host lookup gave no uniqueKey/connectionString", code="xts_login_refused"
-            )
+        if response.status_code >= 400 or not unique_key or not connection:
+            try:
+                result_of(response.status_code, response.content, "the host lookup")
+            except NetworkError:
+                raise
+            except HftError as exc:
+                raise AuthError(exc.message, code="xts_login_refused") from None
+            raise AuthError("XTS host lookup gave no uniqueKey", code="xts_login_refused")
         self._unique_key = Secret(unique_key)
         parts = urlsplit(connection)
         if parts.scheme not in ("http", "https") or not parts.netloc:
