@@ -261,9 +261,15 @@ async def test_resuming_too_far_back_is_refused_with_a_code(services: Services) 
     for _ in range(3):
         await submit_one(services, buy())
     await settle(services)
+
+    def open_feeds() -> int:
+        return sum(not feed.closed for feed in services.oms._feeds)
+
+    before = open_feeds()
     with pytest.raises(Conflict) as info:
         await services.oms.resume(ALICE, 0, max_replay=2)
     assert info.value.code == "resume_too_far"
+    assert open_feeds() == before  # the feed it had opened is closed
 
 
 @pytest.mark.anyio

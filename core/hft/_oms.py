@@ -460,20 +460,23 @@ class OrderManager:
         feed = self.subscribe(user, max_backlog=max_backlog)
         replayed: list[OrderEventMessage] = []
         cursor = after_seq
-        while page := await self._storage.order_events(cursor, limit=1000):
-            cursor = page[-1].seq
-            replayed.extend(
-                OrderEventMessage(e.seq, e.kind, e.order)
-                for e in page
-                if self._can_see(user, e.order.request.account)
-            )
-            if len(replayed) > max_replay:
-                feed.close()
-                raise Conflict(
-                    f"more than {max_replay} order events since seq {after_seq}; "
-                    "list the orders afresh instead",
-                    code="resume_too_far",
+        try:
+            while page := await self._storage.order_events(cursor, limit=1000):
+                cursor = page[-1].seq
+                replayed.extend(
+                    OrderEventMessage(e.seq, e.kind, e.order)
+                    for e in page
+                    if self._can_see(user, e.order.request.account)
                 )
+                if len(replayed) > max_replay:
+                    raise Conflict(
+                        f"more than {max_replay} order events since seq {after_seq}; "
+                        "list the orders afresh instead",
+                        code="resume_too_far",
+                    )
+        except BaseException:
+            feed.close()  # also when cancelled: nobody will read it
+            raise
         feed._prime(replayed, cursor)
         return feed
 
