@@ -168,6 +168,12 @@ class FakeXts:
         for socket in list(self.sockets):
             socket.outbox.send_nowait(None)
 
+    def push(self, kind: str, name: str, data: Any) -> None:
+        """Send an event to every socket of ``kind`` (``md`` or ``interactive``)."""
+        for socket in self.sockets:
+            if socket.kind == kind:
+                socket.outbox.send_nowait("42" + json.dumps([name, data]))
+
     def last_price(self, segment: int, token: int) -> Decimal:
         return self.prices[(segment, token)]
 
@@ -936,11 +942,18 @@ class FakeXts:
         }.get(path)
         await receive()  # websocket.connect
         found = self.tokens.get(query.get("token", ""))
-        if kind is None or query.get("EIO") != "3" or found is None or found[0] != kind:
-            await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
-            await send({"type": "websocket.http.response.body", "body": b"unauthorised"})
+        if kind is None or query.get("EIO") != "3":
+            await send({"type": "websocket.http.response.start", "status": 404, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b"not found"})
             return
         await send({"type": "websocket.accept"})
+        if found is None or found[0] != kind:
+            # A bad token: an error packet, then the server closes the socket (spec 6.2).
+            opened = {"sid": "x", "upgrades": [], "pingInterval": 25000, "pingTimeout": 60000}
+            await send({"type": "websocket.send", "text": "0" + json.dumps(opened)})
+            await send({"type": "websocket.send", "text": '44"Invalid Token"'})
+            await send({"type": "websocket.close", "code": 1000})
+            return
         socket = Socket(kind, found[1], query.get("token", ""), query.get("broadcastMode", "Full"))
         await send(
             {

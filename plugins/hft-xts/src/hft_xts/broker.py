@@ -961,7 +961,7 @@ class XtsBroker(Broker):
         try:
             ticks = self._normaliser.decode_event(name, data)
         except ValidationError as exc:
-            log.warning("xts.bad_tick", broker=self.name, event=name, error=exc.message)
+            log.warning("xts.bad_tick", broker=self.name, socket_event=name, error=exc.message)
             return
         for tick in ticks:
             await self._on_tick(tick)
@@ -996,9 +996,9 @@ class XtsBroker(Broker):
                 await self._fill(trade_to_fill(row, self._resolve))
             else:
                 # Positions are read from the books; conversions only change the product.
-                log.info("xts.portfolio_event", broker=self.name, event=name)
+                log.info("xts.portfolio_event", broker=self.name, socket_event=name)
         except ValidationError as exc:
-            log.warning("xts.bad_event", broker=self.name, event=name, error=exc.message)
+            log.warning("xts.bad_event", broker=self.name, socket_event=name, error=exc.message)
 
     def _account_of(self, account: str) -> str | None:
         if account in self._accounts:

@@ -20,7 +20,7 @@ import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NoReturn
 
 import attrs
 import trio
@@ -177,18 +177,24 @@ class SocketIo:
     async def run(self, on_event: Callable[[str, Any], Awaitable[None]]) -> None:
         """Ping on the server's interval and pass each event to ``on_event`` until the socket
         closes or stalls (raising :class:`NetworkError`)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pinger)
-            while True:
-                frame = await self._receive(self._stall_s)
-                if frame.kind == "ping":
-                    await self._send("3")
-                elif frame.kind == "event" and frame.namespace == self._namespace:
-                    await on_event(frame.event, frame.data)
-                elif frame.kind == "error":
-                    raise AuthError(f"socket.io error: {frame.data}", code="xts_session_expired")
-                elif frame.kind in ("close", "disconnect"):
-                    raise NetworkError("the server closed the socket", code="xts_socket_closed")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pinger)
+                await self._dispatch(on_event)
+        except BaseExceptionGroup as group:
+            _raise_leaf(group)
+
+    async def _dispatch(self, on_event: Callable[[str, Any], Awaitable[None]]) -> None:
+        while True:
+            frame = await self._receive(self._stall_s)
+            if frame.kind == "ping":
+                await self._send("3")
+            elif frame.kind == "event" and frame.namespace == self._namespace:
+                await on_event(frame.event, frame.data)
+            elif frame.kind == "error":
+                raise AuthError(f"socket.io error: {frame.data}", code="xts_session_expired")
+            elif frame.kind in ("close", "disconnect"):
+                raise NetworkError("the server closed the socket", code="xts_socket_closed")
 
     async def _pinger(self) -> None:
         while True:
@@ -223,12 +229,7 @@ async def open_socketio(
                         await stream.aclose()
     except BaseExceptionGroup as group:
         # trio-websocket runs its reader in a nursery, so our own errors may come back wrapped.
-        leaves = _leaves(group)
-        if all(isinstance(leaf, Exception) for leaf in leaves):
-            for leaf in leaves:
-                if isinstance(leaf, HftError):
-                    raise leaf from None
-        raise
+        _raise_leaf(group)
     except trio_websocket.ConnectionRejected as exc:
         if exc.status_code in (400, 401, 403):
             raise AuthError(
@@ -238,6 +239,16 @@ async def open_socketio(
         raise NetworkError(f"socket.io upgrade refused (HTTP {exc.status_code})") from None
     except (trio_websocket.HandshakeError, OSError, trio_websocket.ConnectionTimeout) as exc:
         raise NetworkError(f"socket.io connection failed: {type(exc).__name__}") from None
+
+
+def _raise_leaf(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise the first error of ``group`` unwrapped, unless it holds a cancellation (or other
+    BaseException) that must travel as it is."""
+    leaves = _leaves(group)
+    if leaves and all(isinstance(leaf, Exception) for leaf in leaves):
+        hft = [leaf for leaf in leaves if isinstance(leaf, HftError)]
+        raise (hft or leaves)[0] from None
+    raise group
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
