@@ -20,7 +20,7 @@ from hft_zerodha.parsing.kite import (
     position_from_kite,
     update_from_kite,
 )
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hft._errors import (
@@ -245,7 +245,7 @@ def test_a_malformed_dump_is_refused(csv_text: str) -> None:
 HEADER = instruments_csv().splitlines()[0]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200, deadline=None)
 @given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(lambda t: HEADER + "\n" + t)))
 def test_fuzz_the_instrument_dump(data: bytes | str) -> None:
     with contextlib.suppress(ValidationError):
@@ -262,7 +262,7 @@ json_values = st.recursive(
 ORDER_KEYS = list(ORDER)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_fuzz_envelopes_with_bytes(data: bytes) -> None:
     with contextlib.suppress(HftError):
@@ -270,7 +270,7 @@ def test_fuzz_envelopes_with_bytes(data: bytes) -> None:
     assert isinstance(error_from_response(500, data, "GET /x"), HftError)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(ORDER_KEYS), json_values, max_size=len(ORDER_KEYS)))
 def test_fuzz_order_objects(row: dict[str, object]) -> None:
     text = json.dumps({**ORDER, **row})
@@ -281,7 +281,7 @@ def test_fuzz_order_objects(row: dict[str, object]) -> None:
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200, deadline=None)
 @given(st.one_of(st.binary(max_size=200), st.text(max_size=200), json_values.map(json.dumps)))
 def test_fuzz_the_normaliser(payload: bytes | str) -> None:
     normaliser = ZerodhaNormaliser([])

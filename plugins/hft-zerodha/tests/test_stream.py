@@ -88,8 +88,11 @@ def _decimal(units: int, scale: int) -> Any:
 
 
 async def test_heartbeats_alone_keep_the_connection(tmp_path: Path) -> None:
-    async with connected(tmp_path) as (server, broker), watching(broker) as events:
-        await trio.sleep(2.5)  # stall_timeout_s is 1 s; heartbeats come every 0.2 s
+    async with (
+        connected(tmp_path, stall_timeout_s=1.5) as (server, broker),
+        watching(broker) as events,
+    ):
+        await trio.sleep(3.0)  # heartbeats come every 0.2 s
         assert ConnectionState.RECONNECTING not in events.states()
         assert server.connections_opened == 1
 

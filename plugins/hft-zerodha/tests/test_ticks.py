@@ -9,7 +9,7 @@ import struct
 import pytest
 from hft_zerodha import decode_ticks
 from hft_zerodha.parsing.ticks import SEGMENTS, price_scale, split_packets
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hft._errors import ValidationError
@@ -106,7 +106,7 @@ ENCODERS = {
 }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=60, deadline=None)
 @given(
     st.lists(
         st.one_of(
@@ -208,7 +208,7 @@ def test_truncated_frames_are_refused_clearly(message: bytes) -> None:
     assert caught.value.code == "kite_bad_frame"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_give_ticks_or_a_validation_error(data: bytes) -> None:
     try:
@@ -218,7 +218,7 @@ def test_arbitrary_bytes_give_ticks_or_a_validation_error(data: bytes) -> None:
     assert all(isinstance(t, Tick) for t in ticks)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=100, deadline=None)
 @given(st.lists(st.binary(max_size=200), max_size=5))
 def test_well_framed_garbage_never_crashes(packets_: list[bytes]) -> None:
     ticks = decode_ticks(kf.frame(packets_))
