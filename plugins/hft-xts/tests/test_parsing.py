@@ -14,7 +14,7 @@ from hft_xts.eio import Frame, encode_event, parse_frame
 from hft_xts.parsing.master import parse_index_list, parse_master, parse_master_line
 from hft_xts.parsing.ohlc import parse_ohlc
 from hft_xts.parsing.orders import map_status, order_to_update, position_to_position, trade_to_fill
-from hft_xts.parsing.values import from_1980_ist, ist_text_to_utc, optional_number
+from hft_xts.parsing.values import from_1980_ist, ist_text_to_utc, optional_number, tick_time_ns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xts_fake import MASTER_LINES
@@ -129,6 +129,14 @@ def test_tick_times_are_1980_based_ist() -> None:
     assert from_1980_ist(0) is None
     # A 1970-based time (the Node SDK's BSE/MCX reading) is recognised by its size.
     assert from_1980_ist(1736142367) == dt.datetime.fromtimestamp(1736142367, dt.UTC)
+
+
+@FUZZ
+@given(st.integers(1, 4_000_000_000))
+def test_tick_nanoseconds_agree_with_the_datetime_reading(seconds: int) -> None:
+    when = from_1980_ist(seconds)
+    assert when is not None
+    assert tick_time_ns(seconds) == int(when.timestamp()) * 10**9
 
 
 def test_order_times_in_both_formats_and_the_sentinels() -> None:

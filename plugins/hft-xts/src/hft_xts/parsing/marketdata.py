@@ -29,7 +29,7 @@ import attrs
 from hft import ValidationError
 from hft.model import Depth, DepthLevel, Instrument, Ohlc, StreamMode, Tick
 from hft_xts.parsing.master import SEGMENT_CODES
-from hft_xts.parsing.values import field, from_1980_ist, loads, optional_number, price_units
+from hft_xts.parsing.values import field, loads, optional_number, price_units, tick_time_ns
 
 __all__ = [
     "CANDLE",
@@ -154,11 +154,11 @@ def _levels(rows: object, scale: int, descending: bool) -> tuple[DepthLevel, ...
     for row in rows[:_MAX_LEVELS]:
         if not isinstance(row, Mapping):
             raise ValidationError("a depth level must be an object", code="xts_bad_payload")
-        size = optional_number(field(row, "Size"))
-        price = price_units(field(row, "Price"), scale)
+        size = optional_number(row["Size"] if "Size" in row else field(row, "Size"))
+        price = price_units(row["Price"] if "Price" in row else field(row, "Price"), scale)
         if not size or not price or size <= 0 or price <= 0:
             continue  # XTS pads missing levels with zeros
-        orders = optional_number(field(row, "TotalOrders")) or Decimal(0)
+        orders = optional_number(row.get("TotalOrders")) or Decimal(0)
         levels.append(DepthLevel(price, int(size), int(orders)))
     # Best first and one entry per price, whatever order the partial updates left them in.
     by_price = {level.price: level for level in levels}
@@ -166,6 +166,8 @@ def _levels(rows: object, scale: int, descending: bool) -> tuple[DepthLevel, ...
 
 
 def _whole(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     found = optional_number(value)
     return None if found is None else int(found)
 
@@ -307,12 +309,11 @@ class MarketDataDecoder:
         last_price = price_units(field(state, "LastTradedPrice"), scale)
         if last_price is None:
             return None
-        when = from_1980_ist(
-            field(state, "LastUpdateTime")
-            or field(state, "ExchangeTimeStamp")
-            or field(state, "LastTradedTime")
+        stamp = tick_time_ns(
+            state.get("LastUpdateTime")
+            or state.get("ExchangeTimeStamp")
+            or state.get("LastTradedTime")
         )
-        stamp = int(when.timestamp()) * 1_000_000_000 if when is not None else 0
         # The wire spells it LastTradedQunatity; some relays "correct" it.
         last_qty = _whole(field(state, "LastTradedQunatity", "LastTradedQuantity"))
         if mode is StreamMode.LTP:

@@ -26,6 +26,7 @@ __all__ = [
     "price_units",
     "quantity",
     "text",
+    "tick_time_ns",
 ]
 
 IST: Final = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
@@ -34,6 +35,7 @@ _IST_OFFSET_S: Final = 19_800
 #: A tick time this large cannot be 1980-based (it would be after 2033), so it is Unix time: the
 #: official Node SDK sends 1970-based times for BSE and MCX (spec 6.3, open question 3).
 _UNIX_CUTOFF: Final = 1_700_000_000
+_POW10: Final[tuple[int, ...]] = tuple(10**i for i in range(9))
 _ABSENT: Final = frozenset({"", "nan", "null", "none", "-"})
 _FORMATS: Final = ("%d-%m-%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%d%m%Y")
 
@@ -41,7 +43,8 @@ _FORMATS: Final = ("%d-%m-%Y %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:
 def loads(payload: str | bytes) -> Any:
     """Parse JSON with every non-integer number as a :class:`Decimal` (never a binary float)."""
     try:
-        return json.loads(payload, parse_float=Decimal)
+        # Bare NaN/Infinity tokens (not JSON, but Python's parser takes them) mean "no value".
+        return json.loads(payload, parse_float=Decimal, parse_constant=lambda _: None)
     except (ValueError, RecursionError) as exc:
         raise ValidationError(f"XTS sent malformed JSON: {exc}", code="xts_bad_payload") from None
 
@@ -61,6 +64,8 @@ def field(row: Mapping[str, Any], *names: str, default: Any = None) -> Any:
 
 def optional_number(value: object) -> Decimal | None:
     """A number sent as a number or a string (``"1,671.00"``); ``""``/``"NaN"``/null → None."""
+    if isinstance(value, Decimal):  # the common case first: this runs for every tick number
+        return value if value.is_finite() else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | Decimal):
@@ -102,9 +107,15 @@ def quantity(value: object, what: str = "quantity") -> int:
 def price_units(value: object, scale: int) -> int | None:
     """A price in integer price units at ``scale``; absent → None. Digits past the scale (XTS
     averages carry them) are rounded half-even: those are reported values, not order prices."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * _POW10[scale] if 0 <= scale < len(_POW10) else value * 10**scale
     found = optional_number(value)
     if found is None:
         return None
+    units = found.scaleb(scale)
+    whole = int(units)
+    if whole == units:
+        return whole
     try:
         return to_price_units(found, scale)
     except ValidationError:
@@ -130,6 +141,20 @@ def from_1980_ist(seconds: object) -> dt.datetime | None:
         return _EPOCH_1980 + dt.timedelta(seconds=whole - _IST_OFFSET_S)
     except (OverflowError, ValueError, OSError):
         raise ValidationError(f"time {seconds!r} is out of range", code="xts_bad_time") from None
+
+
+_UNIX_1980_IST: Final = 315_532_800 - _IST_OFFSET_S
+
+
+def tick_time_ns(seconds: object) -> int:
+    """:func:`from_1980_ist` as Unix nanoseconds (0 when absent), without a datetime."""
+    found = optional_number(seconds)
+    if found is None or found <= 0:
+        return 0
+    whole = int(found)
+    if whole < _UNIX_CUTOFF:
+        whole += _UNIX_1980_IST
+    return whole * 1_000_000_000
 
 
 def ist_text_to_utc(value: object) -> dt.datetime | None:
