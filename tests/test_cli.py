@@ -50,14 +50,14 @@ def test_config_check_summarises_the_embedded_default(tmp_path: Path) -> None:
 
 def test_config_errors_exit_2_with_every_path(tmp_path: Path) -> None:
     (tmp_path / "hft.toml").write_text(
-        '[logging]\nlevel = "loud"\n[brokers.z]\nplugin = "zerodha"\n'
+        '[logging]\nlevel = "loud"\n[brokers.z]\nplugin = "nonesuch"\n'
     )
     result = hft("config", "check", cwd=tmp_path)
     assert result.returncode == 2
     assert "hft: error: logging.level: " in result.stderr
     result = hft("config", "check", cwd=tmp_path, HFT_LOGGING__LEVEL="info")
     assert result.returncode == 2
-    assert "brokers.z.plugin: no broker plugin named 'zerodha'" in result.stderr
+    assert "brokers.z.plugin: no broker plugin named 'nonesuch'" in result.stderr
 
 
 def _start_serve(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
