@@ -769,6 +769,9 @@ class XtsBroker(Broker):
         await self.subscribe_codes(instruments, code)
         for instrument in instruments:
             self._subs[instrument.key] = (instrument, code, mode)
+        if "marketdata" in self._up:
+            # Start each instrument with its current state rather than its next change.
+            await self._snapshot(instruments, code)
 
     async def unsubscribe(self, instruments: Sequence[Instrument]) -> None:
         by_code: dict[int, list[Instrument]] = {}
@@ -788,6 +791,8 @@ class XtsBroker(Broker):
     # The event stream -----------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[BrokerEvent]:
+        """See :meth:`Broker.events`. Read it to the end, or close it (``aclosing``) in the task
+        that reads it: the sockets run in that task's nursery."""
         if self._closed.is_set():
             return
         send, receive = anyio.create_memory_object_stream[BrokerEvent](10_000)
@@ -804,7 +809,13 @@ class XtsBroker(Broker):
             tasks.start_soon(stop_on_close)
             async with receive:
                 async for event in receive:
-                    yield event
+                    try:
+                        yield event
+                    except GeneratorExit:
+                        # aclose() by the reader: stop the sockets here, in the reader's task
+                        # (the nursery would otherwise report GeneratorExit inside a group).
+                        tasks.cancel_scope.cancel()
+                        return
         self._send = None
 
     async def _emit(self, event: BrokerEvent) -> None:
