@@ -145,3 +145,25 @@ async def test_bad_events_are_logged_and_skipped(server: FakeXts, tmp_path: Path
             for e in events.seen
             if isinstance(e, ConnectionEvent)
         )
+
+
+@pytest.mark.anyio
+async def test_open_interest_candles_and_ltp_from_touchlines(
+    server: FakeXts, tmp_path: Path
+) -> None:
+    broker = make_broker(server.url, tmp_path, ltp_message_code=1501)
+    async with streaming(broker) as events:
+        await events.wait(state(ConnectionState.CONNECTED))
+        future = {i.key: i for i in await broker.instruments()}["NFO:NIFTY26JANFUT"]
+        await broker.subscribe([future], StreamMode.LTP)
+        await broker.subscribe_extra([future], 1510)
+        await broker.subscribe_extra([future], 1505)
+        await server.trade(2, 35001, Decimal("24020"))
+        await events.wait(lambda e: isinstance(e, Tick) and e.open_interest == 12345)
+        ltp = [e for e in events.seen if isinstance(e, Tick) and e.last_price == 2402000]
+        assert ltp
+        assert {t.mode for t in ltp} == {StreamMode.LTP}  # 1501 touchlines, cut down to ltp
+        candle = broker.candles()["NFO:NIFTY26JANFUT"]
+        assert (candle.ohlc.close, candle.volume) == (2402000, 500)
+        config = await broker.client_config()
+        assert config["xtsMessageCode"]["ltpEvent"] == 1512

@@ -287,6 +287,32 @@ class FakeXts:
             return _plain({**head, "Touchline": touch})
         if code == 1510:
             return _plain({**head, "XTSMarketType": 1, "OpenInterest": 12345})
+        if code == 1505:
+            # BarTime: the IST wall clock written as Unix time, like OHLC history.
+            bar = {
+                "BarTime": 1737365400,
+                "BarVolume": 500,
+                "Open": touch["Low"],
+                "High": touch["High"],
+                "Low": touch["Low"],
+                "Close": touch["LastTradedPrice"],
+                "OpenInterest": 0,
+                "SumOfQtyInToPrice": 0,
+            }
+            return _plain(
+                {
+                    k: head[k]
+                    for k in (
+                        "MessageCode",
+                        "MessageVersion",
+                        "ApplicationType",
+                        "TokenID",
+                        "ExchangeSegment",
+                        "ExchangeInstrumentID",
+                    )
+                }
+                | bar
+            )
         tick = LISTINGS_BY_CODE[(segment, token)][1]
         price = self.prices[(segment, token)]
         bids = [
@@ -790,6 +816,22 @@ class FakeXts:
         if (method, path) == ("DELETE", "/auth/logout"):
             self.logouts.append(user)
             return envelope("", "s-session-0001", "successfully logout.")
+        if (method, path) == ("GET", "/config/clientConfig"):
+            return envelope(
+                {
+                    "exchangeSegments": {"NSECM": 1, "NSEFO": 2, "BSECM": 11},
+                    "xtsMessageCode": {
+                        "touchlineEvent": 1501,
+                        "marketDepthEvent": 1502,
+                        "candleDataEvent": 1505,
+                        "openInterestEvent": 1510,
+                        "ltpEvent": 1512,
+                    },
+                    "publishFormat": ["Binary", "JSON"],
+                    "broadCastMode": ["Full", "Partial"],
+                },
+                "s-response-0001",
+            )
         if (method, path) == ("POST", "/instruments/master"):
             segments = body.get("exchangeSegmentList", [])
             lines = [line for line in MASTER_LINES if line.split("|")[0] in segments]

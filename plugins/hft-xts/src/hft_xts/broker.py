@@ -281,9 +281,6 @@ class XtsBroker(Broker):
                     code="xts_unsupported",
                 )
 
-    def _quantity(self, instrument: Instrument, quantity: int) -> int:
-        return quantity // instrument.lot_size if self.config.quantity_in_lots else quantity
-
     @staticmethod
     def _price(instrument: Instrument, units: int | None) -> Decimal:
         return instrument.decimal(units) if units is not None else Decimal(0)
@@ -300,8 +297,8 @@ class XtsBroker(Broker):
             "orderType": ORDER_TYPES[request.order_type],
             "orderSide": request.side.value,
             "timeInForce": TIME_IN_FORCE[request.time_in_force],
-            "disclosedQuantity": self._quantity(instrument, request.disclosed_quantity),
-            "orderQuantity": self._quantity(instrument, request.quantity),
+            "disclosedQuantity": request.disclosed_quantity,
+            "orderQuantity": request.quantity,
             "limitPrice": self._price(instrument, request.price),
             "stopPrice": self._price(instrument, request.trigger_price),
             "orderUniqueIdentifier": request.client_order_id[:20],
@@ -360,7 +357,7 @@ class XtsBroker(Broker):
             "appOrderID": int(broker_order_id),
             "modifiedProductType": text(field(current, "ProductType")),
             "modifiedOrderType": ORDER_TYPES[order_type],
-            "modifiedOrderQuantity": self._quantity(instrument, quantity),
+            "modifiedOrderQuantity": quantity,
             "modifiedDisclosedQuantity": int(text(field(current, "OrderDisclosedQuantity")) or 0),
             "modifiedLimitPrice": self._price(instrument, price),
             "modifiedStopPrice": self._price(instrument, trigger),
@@ -415,8 +412,8 @@ class XtsBroker(Broker):
             "exchangeInstrumentID": instrument.token,
             "orderType": ORDER_TYPES[request.order_type],
             "orderSide": request.side.value,
-            "disclosedQuantity": self._quantity(instrument, request.disclosed_quantity),
-            "orderQuantity": self._quantity(instrument, request.quantity),
+            "disclosedQuantity": request.disclosed_quantity,
+            "orderQuantity": request.quantity,
             "limitPrice": self._price(instrument, request.price),
             # Spelt without the "e" by the SDK and the sample requests (spec 4.1).
             "squarOff": self._price(instrument, square_off),
@@ -455,7 +452,7 @@ class XtsBroker(Broker):
     ) -> None:
         body: dict[str, Any] = {
             "appOrderID": int(broker_order_id),
-            "orderQuantity": self._quantity(instrument, quantity),
+            "orderQuantity": quantity,
             "limitPrice": self._price(instrument, price),
             "stopLossPrice": self._price(instrument, stop_loss),
             **self._client(broker_account),
@@ -495,8 +492,8 @@ class XtsBroker(Broker):
             "exchangeInstrumentID": instrument.token,
             "orderSide": request.side.value,
             "orderType": ORDER_TYPES[request.order_type],
-            "orderQuantity": self._quantity(instrument, request.quantity),
-            "disclosedQuantity": self._quantity(instrument, request.disclosed_quantity),
+            "orderQuantity": request.quantity,
+            "disclosedQuantity": request.disclosed_quantity,
             "limitPrice": self._price(instrument, request.price),
             "stopPrice": self._price(instrument, stop_price),
             "apiOrderSource": "hft",
@@ -638,6 +635,16 @@ class XtsBroker(Broker):
         return balance_from_result(broker_account, result)
 
     # Market data ----------------------------------------------------------------------------
+
+    async def client_config(self) -> dict[str, Any]:
+        """The install's ``/config/clientConfig``: segment codes, message codes, publish formats
+        and broadcast modes it offers."""
+        result = await self.rest.call(
+            "marketdata", "GET", "/config/clientConfig", what="the client config"
+        )
+        if not isinstance(result, Mapping):
+            raise ValidationError("XTS client config is not an object", code="xts_bad_payload")
+        return dict(result)
 
     async def quotes(self, instruments: Sequence[Instrument]) -> dict[str, Tick]:
         normaliser = XtsNormaliser(instruments)
@@ -987,7 +994,12 @@ class XtsBroker(Broker):
         if mode is StreamMode.LTP and tick.mode is not mode and sub[1] == TOUCHLINE:
             # ltp_message_code = 1501 on installs without 1512.
             tick = Tick(
-                tick.instrument, mode, tick.last_price, tick.timestamp_ns, tick.last_quantity
+                tick.instrument,
+                mode,
+                tick.last_price,
+                tick.timestamp_ns,
+                tick.last_quantity,
+                open_interest=tick.open_interest,
             )
         if tick.mode is mode:
             await self._emit(tick)

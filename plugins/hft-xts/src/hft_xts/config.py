@@ -82,8 +82,6 @@ class XtsConfig:
     broadcast_mode: Literal["Full", "Partial"] = "Full"
     #: Message code for ``ltp`` subscriptions: 1512, or 1501 on installs without 1512.
     ltp_message_code: Literal[1501, 1512] = 1512
-    #: Send quantities in lots rather than units (spec open question 1: verify per broker).
-    quantity_in_lots: bool = False
     #: Verify TLS certificates (the official SDKs turn this off; do not).
     verify_tls: bool = True
     #: Time limit of one REST call.
