@@ -82,7 +82,8 @@ from hft_xts.parsing.orders import (
     position_to_position,
     trade_to_fill,
 )
-from hft_xts.parsing.values import IST, field, loads, text
+from hft_xts.parsing.values import IST, field, loads, price_units, text
+from hft_xts.parsing.values import quantity as quantity_of
 from hft_xts.rest import XtsRest
 
 if TYPE_CHECKING:
@@ -316,12 +317,6 @@ class XtsBroker(Broker):
         self._order_accounts[order_id] = broker_account
         return order_id
 
-    async def _latest(self, broker_account: str, broker_order_id: str) -> OrderUpdate:
-        history = await self.order_history(broker_account, broker_order_id)
-        if not history:
-            raise NotFound(f"XTS knows no order {broker_order_id} of {broker_account}")
-        return history[-1]
-
     async def modify_order(
         self,
         broker_account: str,
@@ -333,13 +328,14 @@ class XtsBroker(Broker):
         rows = await self._history_rows(broker_account, broker_order_id)
         current = rows[-1]
         order_type = request.order_type or _order_type(text(field(current, "OrderType")))
-        quantity = request.quantity or int(text(field(current, "OrderQuantity")) or 0)
+        scale = instrument.price_scale
+        quantity = request.quantity or quantity_of(field(current, "OrderQuantity"))
         price = request.price
         if price is None and order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-            price = instrument.price(text(field(current, "OrderPrice")) or "0")
+            price = price_units(field(current, "OrderPrice"), scale) or 0
         trigger = request.trigger_price
         if trigger is None and order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
-            trigger = instrument.price(text(field(current, "OrderStopPrice")) or "0")
+            trigger = price_units(field(current, "OrderStopPrice"), scale) or 0
         try:
             instrument.check_quantity(quantity)
             for value in (price, trigger):
@@ -358,7 +354,7 @@ class XtsBroker(Broker):
             "modifiedProductType": text(field(current, "ProductType")),
             "modifiedOrderType": ORDER_TYPES[order_type],
             "modifiedOrderQuantity": quantity,
-            "modifiedDisclosedQuantity": int(text(field(current, "OrderDisclosedQuantity")) or 0),
+            "modifiedDisclosedQuantity": quantity_of(field(current, "OrderDisclosedQuantity")),
             "modifiedLimitPrice": self._price(instrument, price),
             "modifiedStopPrice": self._price(instrument, trigger),
             "modifiedTimeInForce": tif.upper(),
@@ -952,25 +948,15 @@ class XtsBroker(Broker):
             await self._emit(ConnectionEvent(self.name, ConnectionState.RECONNECTING, reason))
 
     async def _sync_books(self) -> None:
-        """Yield what the interactive socket missed for the orders this broker has seen."""
-        accounts = sorted(
-            {self._order_accounts.get(o, "") for o in self._seen}
-            | set(self._order_accounts.values())
-        )
-        for account in accounts:
-            if account not in self._accounts:
-                continue
+        """Yield what the interactive socket missed for the orders this broker has seen (each
+        is in ``_order_accounts`` from its placement or its first event)."""
+        known = self._order_accounts
+        for account in sorted(set(known.values()) & set(self._accounts)):
             for update in await self.orders(account):
-                if (
-                    update.broker_order_id in self._seen
-                    or update.broker_order_id in self._order_accounts
-                ):
+                if update.broker_order_id in known:
                     await self._order_update(update)
             for fill in await self.trades(account):
-                if (
-                    fill.broker_order_id in self._order_accounts
-                    or fill.broker_order_id in self._seen
-                ):
+                if fill.broker_order_id in known:
                     await self._fill(fill)
 
     async def _on_md_event(self, name: str, data: Any) -> None:
@@ -1048,6 +1034,7 @@ class XtsBroker(Broker):
                 return
         elif update.status is OrderStatus.PENDING and update.filled_quantity == 0:
             self._seen[order_id] = _Seen(update.status, 0, view)
+            self._order_accounts.setdefault(order_id, account)
             return  # PendingNew repeats what place_order's return already said
         self._seen[order_id] = _Seen(update.status, update.filled_quantity, view)
         self._order_accounts.setdefault(order_id, account)
