@@ -10,11 +10,11 @@ from decimal import Decimal
 
 import pytest
 from hft_xts import XtsNormaliser, parse_json_message, parse_partial_message
-from hft_xts.eio import Frame, encode_event, parse_frame
 from hft_xts.parsing.master import parse_index_list, parse_master, parse_master_line
 from hft_xts.parsing.ohlc import parse_ohlc
 from hft_xts.parsing.orders import map_status, order_to_update, position_to_position, trade_to_fill
 from hft_xts.parsing.values import from_1980_ist, ist_text_to_utc, optional_number, tick_time_ns
+from hft_xts.stream import Frame, encode_event, parse_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xts_fake import MASTER_LINES

@@ -1,4 +1,5 @@
-"""``hft serve`` with an XTS broker configured as the README says, against the fake install."""
+"""``hft serve`` and ``hft xts check`` with an XTS broker configured as the README says, against
+the fake install."""
 
 from __future__ import annotations
 
@@ -26,19 +27,47 @@ broker_account = "PRO1"
 """
 
 
+def _env(**keys: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
+    env["HFT_PLUGINS"] = "xts"  # only the broker: no transport needs a port
+    prefix = "HFT_BROKERS__COMPOSITEDGE__"
+    secrets = {
+        "INTERACTIVE_APP_KEY": "pro-key",
+        "INTERACTIVE_SECRET_KEY": "pro-secret",
+        "MARKETDATA_APP_KEY": "md-key",
+        "MARKETDATA_SECRET_KEY": "md-secret",
+    }
+    env.update({prefix + k: v for k, v in {**secrets, **keys}.items()})
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_hft_xts_check_says_what_the_login_serves(server: FakeXts, tmp_path: Path) -> None:
+    (tmp_path / "hft.toml").write_text(CONFIG.format(url=server.url), encoding="utf-8")
+    command = [sys.executable, "-m", "hft", "xts", "check"]
+    with anyio.fail_after(30):
+        good = await anyio.run_process(command, cwd=tmp_path, env=_env(), check=False)
+        bad = await anyio.run_process(
+            command, cwd=tmp_path, env=_env(INTERACTIVE_SECRET_KEY="wrong-secret"), check=False
+        )
+    out = good.stdout.decode()
+    assert good.returncode == 0, good.stderr.decode()
+    assert "compositedge: pro login, accounts PRO1" in out
+    assert "7 instruments in NSECM, NSEFO" in out
+    assert "1512" in out
+    assert bad.returncode == 1
+    assert "check the interactive app key and secret key" in bad.stderr.decode()
+    assert "wrong-secret" not in bad.stderr.decode() + bad.stdout.decode()
+
+
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_hft_serve_connects_the_xts_broker_and_shows_it_ready(
     server: FakeXts, tmp_path: Path
 ) -> None:
     (tmp_path / "hft.toml").write_text(CONFIG.format(url=server.url), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-    env["HFT_PLUGINS"] = "xts"  # only the broker: no transport needs a port
-    # Secrets from the environment, never the file.
-    env["HFT_BROKERS__COMPOSITEDGE__INTERACTIVE_APP_KEY"] = "pro-key"
-    env["HFT_BROKERS__COMPOSITEDGE__INTERACTIVE_SECRET_KEY"] = "pro-secret"
-    env["HFT_BROKERS__COMPOSITEDGE__MARKETDATA_APP_KEY"] = "md-key"
-    env["HFT_BROKERS__COMPOSITEDGE__MARKETDATA_SECRET_KEY"] = "md-secret"
+    env = _env()  # secrets from the environment, never the file
     lines: list[dict[str, Any]] = []
     raw_output: list[str] = []
     process = await anyio.open_process(

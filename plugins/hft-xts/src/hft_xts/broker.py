@@ -66,7 +66,6 @@ from hft.model import (
     Tick,
 )
 from hft_xts.config import XtsConfig
-from hft_xts.eio import open_socketio
 from hft_xts.normaliser import XtsNormaliser
 from hft_xts.parsing.marketdata import DEPTH, TOUCHLINE, Candle
 from hft_xts.parsing.master import SEGMENT_CODES, MasterRow, parse_index_list, parse_master
@@ -85,6 +84,7 @@ from hft_xts.parsing.orders import (
 from hft_xts.parsing.values import IST, field, loads, price_units, text
 from hft_xts.parsing.values import quantity as quantity_of
 from hft_xts.rest import XtsRest
+from hft_xts.stream import open_socketio
 
 if TYPE_CHECKING:
     from hft._plugins import PluginContext

@@ -15,7 +15,6 @@ from typing import Any, Final
 from hft import ValidationError
 from hft.contracts import BrokerEvent
 from hft.model import Instrument, Tick
-from hft_xts.eio import parse_frame
 from hft_xts.parsing.marketdata import (
     CANDLE,
     Candle,
@@ -23,6 +22,7 @@ from hft_xts.parsing.marketdata import (
     decode_candle,
     parse_json_message,
 )
+from hft_xts.stream import parse_frame
 
 __all__ = ["XtsNormaliser", "event_code"]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import hft
+from hft_xts import cli
 from hft_xts.broker import make_broker
 from hft_xts.config import XtsConfig
 from hft_xts.normaliser import XtsNormaliser
 
 if TYPE_CHECKING:
-    from hft.hookspecs import RegisterBroker, RegisterNormaliser
+    from hft.hookspecs import RegisterBroker, RegisterCommand, RegisterNormaliser
 
 
 @hft.hookimpl
@@ -21,3 +22,8 @@ def hft_register_brokers(register: RegisterBroker) -> None:
 @hft.hookimpl
 def hft_register_normalisers(register: RegisterNormaliser) -> None:
     register("xts.marketdata", XtsNormaliser)
+
+
+@hft.hookimpl
+def hft_register_commands(register: RegisterCommand) -> None:
+    register("xts", cli.HELP, cli.configure, cli.run)
