@@ -2,12 +2,15 @@
 
 An in-process host with an instant-ack broker (``place_order`` answers with an id at once and
 streams the OPEN update), SQLite durability on (WAL, synchronous=FULL, group commit) and every
-built-in risk rule enabled with limits that pass. ``concurrency`` clients submit limit orders
-back to back; latency is measured from the submit call to its return, which is after the order
-is durable and the broker has acknowledged it. The broker does nothing else, so what is measured
+built-in risk rule enabled with limits that pass. Latency is measured from the submit call (or,
+in the open-loop runs, from when the order was due) to its return, which is after the order is
+durable and the broker has acknowledged it. The broker does nothing else, so what is measured
 is the OMS: authorisation, validation, idempotency, risk, journal, routing, event handling.
 
-    python bench/oms.py [--orders 20000] [--concurrency 64]
+Open loop: orders arrive at a fixed rate, each from its own task (the sustained-rate target).
+Closed loop: N clients each submit the next order when the last one returns (capacity).
+
+    python bench/oms.py [--orders 20000] [--concurrency 4 8 16 64] [--rates 2500 5000 6000]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import time
 import types
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,7 @@ import hft
 from bench._report import machine, write_section
 from hft import _logging
 from hft._config import config_from_mapping, resolve_config
-from hft._host import Host
+from hft._host import Host, Services
 from hft._plugins import PluginHost
 from hft.contracts import Broker, BrokerEvent
 from hft.model import (
@@ -129,6 +133,7 @@ def _plugin() -> types.SimpleNamespace:
 
 
 STORAGE_URL = ""
+Result = dict[str, float]
 
 RISK: dict[str, dict[str, Any]] = {
     "daily_loss_limit": {"max_loss_paise": 10**13},
@@ -146,7 +151,8 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1000
 
 
-async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]:
+@asynccontextmanager
+async def bench_host(data_dir: Path) -> AsyncIterator[tuple[Services, User, list[str]]]:
     tree = {
         "storage": {"url": STORAGE_URL or f"sqlite:///{data_dir / 'bench.db'}"},
         "host": {"data_dir": str(data_dir)},
@@ -156,7 +162,6 @@ async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]
     plugins = PluginHost.from_modules({"instant": _plugin()})
     host = Host(resolve_config(config_from_mapping(tree), plugins), plugins)
     trader = User("bench", Role.TRADER, Environment.LIVE, accounts=("t",))
-    latencies: list[int] = []
     async with host.running() as services:
         with anyio.fail_after(10):
             while not services.brokers["t"].ready:  # noqa: ASYNC110 - another task's state
@@ -167,36 +172,23 @@ async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]
         with anyio.fail_after(10):
             while any(services.hub.last_price(i) is None for i in instruments):  # noqa: ASYNC110
                 await anyio.sleep(0.001)
-        per_client = orders // concurrency
-
-        async def client(index: int) -> None:
-            for n in range(per_client):
-                instrument = instruments[(index + n) % len(instruments)]
-                request = OrderRequest(
-                    "t",
-                    instrument,
-                    Side.BUY if (index + n) % 2 else Side.SELL,
-                    1,
-                    price=services.hub.last_price(instrument),
-                )
-                start = time.perf_counter_ns()
-                await services.oms.submit(trader, request)
-                latencies.append(time.perf_counter_ns() - start)
-
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for index in range(concurrency):
-                tg.start_soon(client, index)
-        await services.oms.flush()
-        elapsed = time.perf_counter() - start
+        yield services, trader, instruments
         prices.close()
-        commits = getattr(services.storage, "commits", 0)
-        acked = sum(1 for o in services.oms.orders(trader) if o.status is OrderStatus.OPEN)
+
+
+def order_request(services: Services, instruments: list[str], n: int) -> OrderRequest:
+    instrument = instruments[n % len(instruments)]
+    side = Side.BUY if n % 2 else Side.SELL
+    return OrderRequest("t", instrument, side, 1, price=services.hub.last_price(instrument))
+
+
+def summary(latencies: list[int], elapsed: float, services: Services, trader: User) -> Result:
     latencies.sort()
+    acked = sum(1 for o in services.oms.orders(trader) if o.status is OrderStatus.OPEN)
     return {
         "orders": len(latencies),
-        "commits": commits,
         "acked": acked,
+        "commits": getattr(services.storage, "commits", 0),
         "seconds": elapsed,
         "orders_per_s": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.50) / 1000,
@@ -206,61 +198,134 @@ async def run(orders: int, concurrency: int, data_dir: Path) -> dict[str, float]
     }
 
 
+async def closed_loop(orders: int, concurrency: int, data_dir: Path) -> Result:
+    """``concurrency`` clients, each submitting its next order when the last one returns."""
+    latencies: list[int] = []
+    async with bench_host(data_dir) as (services, trader, instruments):
+        per_client = orders // concurrency
+
+        async def client(index: int) -> None:
+            for n in range(per_client):
+                request = order_request(services, instruments, index + n)
+                start = time.perf_counter_ns()
+                await services.oms.submit(trader, request)
+                latencies.append(time.perf_counter_ns() - start)
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for index in range(concurrency):
+                tg.start_soon(client, index)
+        await services.oms.flush()
+        return summary(latencies, time.perf_counter() - start, services, trader)
+
+
+async def open_loop(rate: float, seconds: float, data_dir: Path) -> Result:
+    """Orders arriving on a fixed schedule of ``rate`` a second, each from its own task.
+
+    Latency runs from the moment an order was due, not from when its task got to submit it,
+    so time spent queueing behind a slow host counts (no coordinated omission).
+    """
+    latencies: list[int] = []
+    async with bench_host(data_dir) as (services, trader, instruments):
+
+        async def one(n: int, due_ns: int) -> None:
+            await services.oms.submit(trader, order_request(services, instruments, n))
+            latencies.append(time.perf_counter_ns() - due_ns)
+
+        count = int(rate * seconds)
+        interval_ns = int(1e9 / rate)
+        start_ns = time.perf_counter_ns()
+        async with anyio.create_task_group() as tg:
+            for n in range(count):
+                due_ns = start_ns + n * interval_ns
+                wait_ns = due_ns - time.perf_counter_ns()
+                if wait_ns > 0:
+                    await anyio.sleep(wait_ns / 1e9)
+                tg.start_soon(one, n, due_ns)
+        await services.oms.flush()
+        return summary(latencies, (time.perf_counter_ns() - start_ns) / 1e9, services, trader)
+
+
+def fmt(result: Result) -> str:
+    return ", ".join(
+        f"{key} {value:,.2f}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in result.items()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 12, 16, 64])
+    parser.add_argument("--orders", type=int, default=20_000, help="orders per closed-loop run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 16, 64])
+    parser.add_argument("--rates", type=float, nargs="+", default=[2_500, 5_000, 6_000])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of an open-loop run")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     _logging.configure(level="warning")
-    rows = []
-    results = []
+    closed: list[tuple[int, Result]] = []
     for concurrency in args.concurrency:
         with tempfile.TemporaryDirectory() as tmp:
-            result = anyio.run(run, args.orders, concurrency, Path(tmp), backend="trio")
-        print(
-            f"concurrency {concurrency}: "
-            + ", ".join(
-                f"{key} {value:,.2f}" if isinstance(value, float) else f"{key} {value}"
-                for key, value in result.items()
-            )
-        )
-        cells = [
-            str(concurrency),
-            f"{result['orders']:,}",
-            f"{result['orders_per_s']:,.0f}",
-            f"{result['p50_ms']:.2f}",
-            f"{result['p99_ms']:.2f}",
-            f"{result['max_ms']:.2f}",
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-        results.append(result)
+            result = anyio.run(closed_loop, args.orders, concurrency, Path(tmp), backend="trio")
+        print(f"closed loop, {concurrency} clients: {fmt(result)}")
+        closed.append((concurrency, result))
+    opened: list[tuple[float, Result]] = []
+    for rate in args.rates:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = anyio.run(open_loop, rate, args.seconds, Path(tmp), backend="trio")
+        print(f"open loop, {rate:,.0f} orders/s offered: {fmt(result)}")
+        opened.append((rate, result))
     if args.no_write:
         return
-    levels = " ".join(str(c) for c in args.concurrency)
-    command = f"python bench/oms.py --orders {args.orders} --concurrency {levels}"
-    table = "\n".join(rows)
-    fastest = max(r["orders_per_s"] for r in results)
-    within = [r["orders_per_s"] for r in results if r["p99_ms"] <= 5.0]
-    both = any(r["orders_per_s"] >= 5_000 and r["p99_ms"] <= 5.0 for r in results)
+
+    def cells(first: str, r: Result) -> str:
+        values = [f"{r['orders']:,}", f"{r['orders_per_s']:,.0f}"]
+        values += [f"{r[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")]
+        return "| " + " | ".join([first, *values]) + " |"
+
+    closed_rows = "\n".join(cells(str(c), r) for c, r in closed)
+    open_rows = "\n".join(cells(f"{rate:,.0f}", r) for rate, r in opened)
+    met = [
+        rate
+        for rate, r in opened
+        if rate >= 5_000 and r["orders_per_s"] >= 0.99 * rate and r["p99_ms"] <= 5.0
+    ]
     verdict = (
-        f"Highest throughput {fastest:,.0f} orders/s; highest with p99 ≤ 5 ms "
-        f"{max(within, default=0):,.0f} orders/s. Both targets at once: "
-        f"{'met' if both else 'not met'}."
+        f"Both targets at once (≥ 5,000 orders/s sustained with p99 ≤ 5 ms): **met** at "
+        f"{max(met):,.0f} orders/s offered."
+        if met
+        else "Both targets at once (≥ 5,000 orders/s sustained with p99 ≤ 5 ms): **not met**."
+    )
+    command = (
+        f"python bench/oms.py --orders {args.orders} --concurrency "
+        + " ".join(str(c) for c in args.concurrency)
+        + " --rates "
+        + " ".join(f"{r:g}" for r in args.rates)
+        + f" --seconds {args.seconds:g}"
     )
     body = f"""Command: `{command}` (run by `nox -s bench`).
 Machine: {machine()}.
 
 In-process host, an instant-ack broker, SQLite (WAL, `synchronous=FULL`) with group commit,
-every built-in risk rule enabled with limits that pass; N clients submit limit orders back to
-back. Latency is submit call → return (durable, then acknowledged by the broker). Targets:
-≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
+every built-in risk rule enabled with limits that pass. Latency is submit call → return (the
+order durable, then acknowledged by the broker).
+
+**Sustained rate** (open loop): orders arrive on a fixed schedule at the offered rate for
+{args.seconds:g} s, each submitted by its own task; latency counts from the moment the order was
+due, so queueing behind a busy host is included. Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
+
+| offered orders/s | orders | achieved orders/s | p50 ms | p99 ms | max ms |
+|---:|---:|---:|---:|---:|---:|
+{open_rows}
+
+{verdict}
+
+**Capacity** (closed loop): N clients each submit their next order when the last returns. All N
+wait on the same commit, so the loop idles during each fsync; this shows the ceiling and how
+latency grows with clients, not a rate a desk would run at.
 
 | clients | orders | orders/s | p50 ms | p99 ms | max ms |
 |---:|---:|---:|---:|---:|---:|
-{table}
-
-{verdict}
+{closed_rows}
 """
     write_section("Order management throughput and latency", body)
 
