@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Literal, NoReturn
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -211,24 +213,50 @@ async def open_socketio(
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[SocketIo]:
     """Connect to ``url`` (``ws(s)://host/<path>/socket.io/?EIO=3&transport=websocket&...``),
-    complete the Engine.IO open and namespace join, and yield the joined socket."""
+    complete the Engine.IO open and namespace join, and yield the joined socket.
+
+    The TCP (or TLS) stream is opened here and closed here whatever happens: trio-websocket's
+    own ``open_websocket_url`` leaves it open when cancelled mid-handshake or after the server
+    closes the websocket cleanly.
+    """
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = parts.port or (443 if secure else 80)
+    resource = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
+    header = host if port in (80, 443) else f"{host}:{port}"
     try:
-        async with trio_websocket.open_websocket_url(
-            url, ssl_context=ssl_context, connect_timeout=10, disconnect_timeout=2
-        ) as ws:
+        async with trio.open_nursery() as nursery:
             try:
+                with trio.fail_after(10):
+                    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] = (
+                        await trio.open_ssl_over_tcp_stream(
+                            host, port, ssl_context=ssl_context, https_compatible=True
+                        )
+                        if secure
+                        else await trio.open_tcp_stream(host, port)
+                    )
+            except (OSError, trio.TooSlowError) as exc:
+                raise NetworkError(f"socket.io connection failed: {type(exc).__name__}") from None
+            ws: trio_websocket.WebSocketConnection | None = None
+            try:
+                with trio.fail_after(10):
+                    ws = await trio_websocket.wrap_client_stream(nursery, stream, header, resource)
                 socket = SocketIo(ws, namespace, stall_s)
                 await socket.handshake()
                 yield socket
             finally:
-                # trio-websocket 0.12 leaves the TCP stream open after the server closes the
-                # websocket cleanly (it waits for a TCP close it then never acts on).
-                stream = getattr(ws, "_stream", None)
-                if stream is not None:
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
+                # A polite close handshake needs the reader task, which a cancellation (the
+                # broker closing) has already stopped: then just drop the connection.
+                polite = ws is not None and trio.current_effective_deadline() != -math.inf
+                with trio.CancelScope(shield=True):
+                    if polite and ws is not None:
+                        with trio.move_on_after(1):
+                            await ws.aclose()
+                    await stream.aclose()
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # trio-websocket runs its reader in a nursery, so our own errors may come back wrapped.
+        # trio-websocket's reader runs in the nursery, so our own errors may come back wrapped.
         _raise_leaf(group)
     except trio_websocket.ConnectionRejected as exc:
         if exc.status_code in (400, 401, 403):
@@ -237,7 +265,7 @@ async def open_socketio(
                 code="xts_session_expired",
             ) from None
         raise NetworkError(f"socket.io upgrade refused (HTTP {exc.status_code})") from None
-    except (trio_websocket.HandshakeError, OSError, trio_websocket.ConnectionTimeout) as exc:
+    except (trio_websocket.HandshakeError, trio.TooSlowError, trio.BrokenResourceError) as exc:
         raise NetworkError(f"socket.io connection failed: {type(exc).__name__}") from None
 
 
