@@ -801,6 +801,7 @@ class XtsBroker(Broker):
         send, receive = anyio.create_memory_object_stream[BrokerEvent](10_000)
         self._send = send
         self._up.clear()
+        self._ever_up = self._outage = False  # a new reader hears CONNECTED first
         async with send, anyio.create_task_group() as tasks:
             tasks.start_soon(self._socket, "marketdata")
             tasks.start_soon(self._socket, "interactive")
