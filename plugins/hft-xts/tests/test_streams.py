@@ -3,6 +3,7 @@ session loss, partial mode, and the events that drive the OMS."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -167,3 +168,23 @@ async def test_open_interest_candles_and_ltp_from_touchlines(
         assert (candle.ohlc.close, candle.volume) == (2402000, 500)
         config = await broker.client_config()
         assert config["xtsMessageCode"]["ltpEvent"] == 1512
+
+
+@pytest.mark.anyio
+async def test_the_stream_can_be_closed_and_read_again(server: FakeXts, tmp_path: Path) -> None:
+    broker = make_broker(server.url, tmp_path)
+    await broker.connect()
+    stock = {i.key: i for i in await broker.instruments()}["NSE:RELIANCE"]
+    try:
+        for _ in range(2):
+            async with contextlib.aclosing(broker.events()) as events:
+                async for event in events:
+                    if isinstance(event, ConnectionEvent):  # (a snapshot tick may come first)
+                        assert event.state is ConnectionState.CONNECTED
+                        break
+            await broker.subscribe([stock], StreamMode.LTP)  # no reader now: nothing to yield
+        assert not [s for s in server.sockets if s.user == "PRO1"]
+    finally:
+        await broker.close()
+    async for _ in broker.events():
+        raise AssertionError("a closed broker's stream yields nothing")

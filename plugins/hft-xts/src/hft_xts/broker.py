@@ -24,6 +24,7 @@ read) is dropped. Fills are yielded once per ``ExecutionID``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import ssl
@@ -802,29 +803,34 @@ class XtsBroker(Broker):
         self._send = send
         self._up.clear()
         self._ever_up = self._outage = False  # a new reader hears CONNECTED first
-        async with send, anyio.create_task_group() as tasks:
-            tasks.start_soon(self._socket, "marketdata")
-            tasks.start_soon(self._socket, "interactive")
+        try:
+            async with send, anyio.create_task_group() as tasks:
+                tasks.start_soon(self._socket, "marketdata")
+                tasks.start_soon(self._socket, "interactive")
 
-            async def stop_on_close() -> None:
-                await self._closed.wait()
-                tasks.cancel_scope.cancel()
+                async def stop_on_close() -> None:
+                    await self._closed.wait()
+                    tasks.cancel_scope.cancel()
 
-            tasks.start_soon(stop_on_close)
-            async with receive:
-                async for event in receive:
-                    try:
-                        yield event
-                    except GeneratorExit:
-                        # aclose() by the reader: stop the sockets here, in the reader's task
-                        # (the nursery would otherwise report GeneratorExit inside a group).
-                        tasks.cancel_scope.cancel()
-                        return
-        self._send = None
+                tasks.start_soon(stop_on_close)
+                async with receive:
+                    async for event in receive:
+                        try:
+                            yield event
+                        except GeneratorExit:
+                            # aclose() by the reader: stop the sockets here, in the reader's
+                            # task (the nursery would otherwise wrap GeneratorExit in a group).
+                            tasks.cancel_scope.cancel()
+                            return
+        finally:
+            self._send = None
+            self._up.clear()
 
     async def _emit(self, event: BrokerEvent) -> None:
         if self._send is not None:
-            await self._send.send(event)
+            # The stream may end while a caller of subscribe() is still emitting a snapshot.
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await self._send.send(event)
 
     async def _socket(self, kind: _Kind) -> None:
         """Keep one socket joined: connect, resync, run; on failure report, back off, retry."""
