@@ -7,7 +7,8 @@ in the open-loop runs, from when the order was due) to its return, which is afte
 durable and the broker has acknowledged it. The broker does nothing else, so what is measured
 is the OMS: authorisation, validation, idempotency, risk, journal, routing, event handling.
 
-Open loop: orders arrive at a fixed rate, each from its own task (the sustained-rate target).
+Open loop: orders arrive at a fixed rate, taken by a pool of workers (the sustained-rate
+target).
 Closed loop: N clients each submit the next order when the last one returns (capacity).
 
     python bench/oms.py [--orders 20000] [--concurrency 4 8 16 64] [--rates 2500 5000 6000]
@@ -325,9 +326,10 @@ In-process host, an instant-ack broker, SQLite (WAL, `synchronous=FULL`) with gr
 every built-in risk rule enabled with limits that pass. Latency is submit call → return (the
 order durable, then acknowledged by the broker).
 
-**Sustained rate** (open loop): orders arrive on a fixed schedule at the offered rate for
-{args.seconds:g} s, each submitted by its own task; latency counts from the moment the order was
-due, so queueing behind a busy host is included. Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
+**Sustained rate** (open loop): orders come due on a fixed schedule at the offered rate for
+{args.seconds:g} s (released each millisecond) and are submitted by a pool of 64 worker tasks, as
+a transport's connections would; latency counts from the moment the order was due, so queueing
+behind a busy host is included. Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
 
 | offered orders/s | orders | achieved orders/s | p50 ms | p99 ms | max ms |
 |---:|---:|---:|---:|---:|---:|
