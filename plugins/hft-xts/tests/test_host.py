@@ -3,6 +3,7 @@ and after a dropped connection the host reconciles."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,9 +34,9 @@ def host(url: str, data_dir: Path) -> Host:
     return Host(resolve_config(config_from_mapping(tree), plugins), plugins)
 
 
-async def until(check: object, what: str) -> None:
+async def until(check: Callable[[], bool], what: str) -> None:
     with anyio.fail_after(5):
-        while not check():  # type: ignore[operator]
+        while not check():  # noqa: ASYNC110 - polling the host's state is the point here
             await anyio.sleep(0.01)
 
 

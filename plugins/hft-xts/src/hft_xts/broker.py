@@ -128,6 +128,7 @@ class XtsBroker(Broker):
         self._seen: dict[str, _Seen] = {}
         self._fills: set[str] = set()
         self._order_accounts: dict[str, str] = {}
+        self._joins = 0  # joins of the interactive socket so far
         self._closed = anyio.Event()
         self._connected = False
         self._send: anyio.abc.ObjectSendStream[BrokerEvent] | None = None
@@ -307,6 +308,7 @@ class XtsBroker(Broker):
             "apiOrderSource": "hft",
             **client,
         }
+        joins = self._joins
         result = await self.rest.call(
             "interactive", "POST", "/orders", body=body, what="the order", gate="order"
         )
@@ -315,8 +317,26 @@ class XtsBroker(Broker):
             raise NetworkError(
                 "XTS accepted an order without an AppOrderID", code="xts_bad_response"
             )
-        self._order_accounts[order_id] = broker_account
+        await self._placed(broker_account, [order_id], joins)
         return order_id
+
+    async def _placed(self, broker_account: str, order_ids: list[str], joins: int) -> None:
+        """Remember new orders for the catch-up after each join of the interactive socket.
+
+        XTS may push an order's first events before the reply that names it; if the socket was
+        (re)joining meanwhile, that join's catch-up could not know the order and the socket had
+        not been there to hear them: read its history now instead.
+        """
+        for order_id in order_ids:
+            self._order_accounts[order_id] = broker_account
+        if self._joins == joins:
+            return  # heard live, or the next join's catch-up will read it
+        for order_id in order_ids:
+            for update in await self.order_history(broker_account, order_id):
+                await self._order_update(update)
+        for fill in await self.trades(broker_account):
+            if fill.broker_order_id in order_ids:
+                await self._fill(fill)
 
     async def modify_order(
         self,
@@ -421,6 +441,7 @@ class XtsBroker(Broker):
             "orderUniqueIdentifier": request.client_order_id[:20],
             **client,
         }
+        joins = self._joins
         result = await self.rest.call(
             "interactive",
             "POST",
@@ -434,7 +455,7 @@ class XtsBroker(Broker):
             raise NetworkError(
                 "XTS accepted a bracket order without an id", code="xts_bad_response"
             )
-        self._order_accounts[order_id] = broker_account
+        await self._placed(broker_account, [order_id], joins)
         return order_id
 
     async def modify_bracket_order(
@@ -497,6 +518,7 @@ class XtsBroker(Broker):
             "orderUniqueIdentifier": request.client_order_id[:20],
             **client,
         }
+        joins = self._joins
         result = await self.rest.call(
             "interactive", "POST", "/orders/cover", body=body, what="the cover order", gate="order"
         )
@@ -506,7 +528,7 @@ class XtsBroker(Broker):
             raise NetworkError(
                 "XTS accepted a cover order without its ids", code="xts_bad_response"
             )
-        self._order_accounts[entry] = self._order_accounts[exit_] = broker_account
+        await self._placed(broker_account, [entry, exit_], joins)
         return entry, exit_
 
     async def exit_cover_order(self, broker_account: str, exit_order_id: str) -> None:
@@ -916,6 +938,7 @@ class XtsBroker(Broker):
                 await self.subscribe_codes(batch, code)
                 await self._snapshot(batch, code)
         else:
+            self._joins += 1
             await self._sync_books()
         self._up.add(kind)
         if self._up == {"marketdata", "interactive"}:
