@@ -449,6 +449,18 @@ def test_partial_messages_merge_into_the_snapshot() -> None:
     assert decoder.decode_partial(1501, "t:1_999999,ltp:1") is None  # not an instrument we know
 
 
+def test_a_bad_partial_message_changes_nothing() -> None:
+    decoder = normaliser()
+    decoder.seed([json.dumps(TOUCHLINE)])
+    with pytest.raises(ValidationError):
+        decoder.decode_partial(1501, "t:1_2885,ltp:1240,v:lots,bi:0|1|1239.95|1")
+    tick = decoder.decode_partial(1501, "t:1_2885,ltq:3")
+    assert tick is not None
+    assert (tick.last_price, tick.volume, tick.last_quantity) == (123680, 6157224, 3)
+    assert tick.best_bid is not None
+    assert tick.best_bid.price == 123670
+
+
 @pytest.mark.parametrize("text", ["ltp:1", "t:x_1,ltp:1", "t:1_2885,nonsense", "t:1_2885,bi:0|1|2"])
 def test_bad_partial_messages_are_refused(text: str) -> None:
     with pytest.raises(ValidationError):

@@ -165,6 +165,11 @@ def _levels(rows: object, scale: int, descending: bool) -> tuple[DepthLevel, ...
     return tuple(sorted(by_price.values(), key=lambda lv: lv.price, reverse=descending))
 
 
+def _checked(value: str) -> Decimal | None:
+    """A partial-mode value as a number (None when empty or NaN), refused when it is not one."""
+    return optional_number(value)
+
+
 def _whole(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -206,13 +211,14 @@ class MarketDataDecoder:
             )
         key = (code, segment, token)
         seq = _whole(message.get("SequenceNumber"))
-        if seq is not None and seq > 0:
-            if self._seq.get(key) == seq:
-                return None  # XTS repeats messages with the same sequence number
-            self._seq[key] = seq
+        if seq is not None and seq > 0 and self._seq.get(key) == seq:
+            return None  # XTS repeats messages with the same sequence number
         state = self._canonical(message)
+        tick = self._tick(code, segment, token, state)
         self._state[key] = state
-        return self._tick(code, segment, token, state)
+        if seq is not None and seq > 0:
+            self._seq[key] = seq
+        return tick
 
     def seed(self, message: Mapping[str, Any]) -> None:
         """Remember a snapshot (a ``listQuotes`` entry) so later partial messages merge into it."""
@@ -228,25 +234,39 @@ class MarketDataDecoder:
 
     def partial(self, code: int, text: str) -> Tick | None:
         """A tick from one partial-mode message of message code ``code``, merged into the
-        latest state of its instrument."""
+        latest state of its instrument. Every value is checked before anything is merged, so a
+        bad message changes nothing."""
         pairs = parse_partial_message(text)
         segment_text, _, token_text = pairs["t"].partition("_")
         if not (token_text.isascii() and token_text.isdigit()):
             return None  # 1504 names indices instead of ids; indices also stream on 1501
         segment, token = int(segment_text), int(token_text)
-        key = (code, segment, token)
-        state = self._state.setdefault(key, {"Bids": [], "Asks": []})
+        updates: dict[str, Any] = {}
+        levels: dict[str, dict[int, dict[str, Any]]] = {"Bids": {}, "Asks": {}}
         for short, value in pairs.items():
             if short in ("bi", "ai"):
-                self._merge_levels(state["Bids" if short == "bi" else "Asks"], value)
+                levels["Bids" if short == "bi" else "Asks"].update(self._levels_of(value))
             elif short == "o" and code == OPEN_INTEREST:
-                state["OpenInterest"] = value
+                updates["OpenInterest"] = _checked(value)
             elif short in _PARTIAL_KEYS:
-                state[_PARTIAL_KEYS[short]] = value
-        return self._tick(code, segment, token, state)
+                updates[_PARTIAL_KEYS[short]] = _checked(value)
+        key = (code, segment, token)
+        state = dict(self._state.get(key) or {"Bids": [], "Asks": []})
+        state.update(updates)
+        for side, changes in levels.items():
+            if changes:
+                merged = list(state.get(side) or [])
+                for index, level in changes.items():
+                    while len(merged) <= index:
+                        merged.append({"Size": 0, "Price": 0, "TotalOrders": 0})
+                    merged[index] = level
+                state[side] = merged
+        tick = self._tick(code, segment, token, state)
+        self._state[key] = state
+        return tick
 
     @staticmethod
-    def _merge_levels(levels: list[dict[str, Any]], value: str) -> None:
+    def _levels_of(value: str) -> dict[int, dict[str, Any]]:
         # ``index|size|price|orders`` groups, one per changed level, index 0 the best (spec 6.5).
         numbers = value.split("|")
         if len(numbers) % 4:
@@ -254,17 +274,17 @@ class MarketDataDecoder:
                 f"depth update {value[:40]!r} is not groups of index|size|price|orders",
                 code="xts_bad_payload",
             )
+        levels: dict[int, dict[str, Any]] = {}
         for at in range(0, len(numbers), 4):
             index = _whole(numbers[at])
             if index is None or not 0 <= index < _MAX_LEVELS:
                 raise ValidationError(f"depth level index {numbers[at]!r}", code="xts_bad_payload")
-            while len(levels) <= index:
-                levels.append({"Size": 0, "Price": 0, "TotalOrders": 0})
             levels[index] = {
-                "Size": numbers[at + 1],
-                "Price": numbers[at + 2],
-                "TotalOrders": numbers[at + 3],
+                "Size": _checked(numbers[at + 1]),
+                "Price": _checked(numbers[at + 2]),
+                "TotalOrders": _checked(numbers[at + 3]),
             }
+        return levels
 
     # Building ticks -------------------------------------------------------------------------
 
