@@ -264,3 +264,13 @@ async def test_a_failing_startup_hook_fails_start_up_and_closes_brokers() -> Non
         async with make_host({"bad": plugin}, config("b")).running():
             pass
     assert broker.closed
+
+
+@pytest.mark.anyio
+async def test_a_gauge_name_is_published_once() -> None:
+    async with make_host({"p": make_plugin({}, [])}, config()).running() as services:
+        services.add_gauge("hft_test_things", "Things.", lambda: 3)
+        with pytest.raises(PluginError, match="hft_test_things"):
+            services.add_gauge("hft_test_things", "Others.", lambda: 4)
+        help_text, read = services.gauges["hft_test_things"]
+        assert (help_text, read()) == ("Things.", 3)

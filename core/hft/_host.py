@@ -86,6 +86,8 @@ class Services:
     oms: OrderManager
     auth: AuthService
     transports: dict[str, str] = attrs.field(factory=dict)  # name → bound address
+    #: Gauges plugins publish (``add_gauge``): name → (help text, read function).
+    gauges: dict[str, tuple[str, Callable[[], float]]] = attrs.field(factory=dict)
     _listeners: list[Callable[[str, BrokerEvent], None]] = attrs.field(factory=list)
 
     def instrument(self, broker: str, key: str) -> Instrument | None:
@@ -104,6 +106,14 @@ class Services:
     async def set_watchlist(self, username: str, instruments: list[str]) -> None:
         payload = json.dumps({"version": 1, "instruments": instruments}).encode()
         await self.storage.put_state(WATCHLIST_NAMESPACE, username, payload)
+
+    def add_gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """Publish a value a metrics transport reads on each scrape (``hft-http`` serves them
+        on ``/metrics``); ``name`` is a Prometheus metric name such as
+        ``hft_websocket_connections``. Names are unique."""
+        if name in self.gauges:
+            raise PluginError(f"a gauge named {name!r} is already published")
+        self.gauges[name] = (help_text, read)
 
     def add_listener(self, listener: Callable[[str, BrokerEvent], None]) -> None:
         """Call ``listener(broker_name, event)`` for every broker event (keep it quick)."""

@@ -192,6 +192,26 @@ def test_welcome_then_positions(server: Server) -> None:
         assert pong["time_ns"] > 0
 
 
+def test_open_connections_are_a_gauge_on_the_http_metrics(server: Server) -> None:
+    def connections() -> float:
+        response = server.http("GET", "/metrics", "admin")
+        assert response.status_code == 200, response.text
+        (line,) = [
+            line
+            for line in response.text.splitlines()
+            if line.startswith("hft_websocket_connections ")
+        ]
+        return float(line.split()[1])
+
+    before = connections()
+    with session(server), session(server, user="admin"):
+        assert connections() == before + 2
+    deadline = time.monotonic() + 5
+    while connections() != before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert connections() == before
+
+
 @pytest.mark.parametrize("mode", ["ltp", "quote", "full"])
 def test_binary_frames_decode_from_the_document(server: Server, mode: str) -> None:
     keys = ["NSE:INFY", "NSE:RELIANCE", "NSE:HDFCBANK"]

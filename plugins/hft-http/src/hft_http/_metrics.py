@@ -232,6 +232,11 @@ class _CoreCollector(Collector):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], value)
             yield counter
+        for name, (text, read) in sorted(services.gauges.items()):
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], read())
+            yield gauge
+
         subscribers = GaugeMetricFamily(
             "hft_market_data_subscribers",
             "Open market-data subscriptions (WebSocket, gRPC and other transports' clients).",

@@ -87,6 +87,11 @@ class WebsocketTransport(Transport):
             host = f"[{config.host}]" if ":" in config.host else config.host
             address = f"ws://{host}:{server.port}{PATH}"
             log.info("websocket.listening", address=address)
+            services.add_gauge(
+                "hft_websocket_connections",
+                "Open WebSocket connections, authenticated or not.",
+                lambda: len(self.connections),
+            )
             task_status.started(address)
             try:
                 await anyio.sleep_forever()
