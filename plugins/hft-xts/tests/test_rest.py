@@ -186,6 +186,21 @@ async def test_an_invalidated_token_is_renewed_once_and_the_call_repeated(
 
 
 @pytest.mark.anyio
+async def test_a_token_near_its_expiry_is_renewed_before_use(
+    server: FakeXts, tmp_path: Path
+) -> None:
+    # The fake's tokens live a day; with a margin longer than that every call finds its token
+    # about to expire.
+    broker = make_broker(server.url, tmp_path, relogin_margin_s=90_000.0)
+    await broker.connect()
+    logins = server.logins
+    await broker.orders("PRO1")
+    await broker.orders("PRO1")
+    assert server.logins == logins + 2
+    await broker.close()
+
+
+@pytest.mark.anyio
 async def test_close_logs_out_of_both_apis(server: FakeXts, tmp_path: Path) -> None:
     broker = make_broker(server.url, tmp_path)
     await broker.connect()
