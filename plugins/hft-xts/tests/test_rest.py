@@ -439,3 +439,19 @@ async def test_subscribing_twice_is_not_an_error_and_counts_are_kept(
     assert server.subscriptions["MDUSER"][1501] == set()
     assert server.subscriptions["MDUSER"][1510] == {(1, 2885)}
     await broker.close()
+
+
+@pytest.mark.anyio
+async def test_the_subscription_quota_is_enforced(server: FakeXts, tmp_path: Path) -> None:
+    broker = make_broker(server.url, tmp_path)
+    await broker.connect()
+    keys = {i.key: i for i in await broker.instruments()}
+    await broker.subscribe([keys["NSE:RELIANCE"]], StreamMode.QUOTE)
+    assert broker.remaining_subscriptions == 49
+    broker.remaining_subscriptions = 1  # as if the key had one left
+    with pytest.raises(BrokerRejected) as caught:
+        await broker.subscribe([keys["NSE:INFY-BE"], keys["NFO:NIFTY26JANFUT"]], StreamMode.LTP)
+    assert caught.value.code == "xts_subscription_limit"
+    assert set(server.subscriptions["MDUSER"]) == {1501}  # nothing else was asked for
+    await broker.subscribe([keys["NSE:RELIANCE"]], StreamMode.FULL)  # not a new instrument
+    await broker.close()

@@ -748,7 +748,20 @@ class XtsBroker(Broker):
 
     async def subscribe_codes(self, instruments: Sequence[Instrument], code: int) -> None:
         """Subscribe ``instruments`` under one XTS message code (``POST /instruments/
-        subscription``); an instrument already subscribed under it counts as done."""
+        subscription``); an instrument already subscribed under it counts as done.
+
+        The app key's quota (``Remaining_Subscription_Count``, counted in distinct instruments
+        on the installs seen) is checked first: more new instruments than it allows are refused
+        with ``xts_subscription_limit`` and nothing is subscribed.
+        """
+        streamed = set(self._subs) | {key for extra in self._extra.values() for key in extra}
+        new = {i.key for i in instruments} - streamed
+        if self.remaining_subscriptions is not None and len(new) > self.remaining_subscriptions:
+            raise BrokerRejected(
+                f"subscribing {len(new)} more instruments on broker {self.name!r}, but its app "
+                f"key has {self.remaining_subscriptions} subscriptions left",
+                code="xts_subscription_limit",
+            )
         for start in range(0, len(instruments), _BATCH):
             batch = instruments[start : start + _BATCH]
             body = {"instruments": self._md_list(batch), "xtsMessageCode": code}
