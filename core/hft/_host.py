@@ -34,7 +34,7 @@ from hft._errors import AuthError, HftError, PluginError
 from hft._hub import MarketDataHub
 from hft._oms import OrderManager
 from hft._plugins import PluginContext, PluginHost
-from hft._portfolio import Portfolio
+from hft._portfolio import PAISE_SCALE, Portfolio
 from hft._resilience import Backoff
 from hft._risk import RiskEngine
 from hft._secret import redact_url
@@ -86,6 +86,9 @@ class Services:
     oms: OrderManager
     auth: AuthService
     transports: dict[str, str] = attrs.field(factory=dict)  # name → bound address
+    #: Instruments as storage had them at start (brokers save theirs on connecting), so that
+    #: an instrument of an old order or position is known while its broker is down.
+    stored_instruments: dict[str, Instrument] = attrs.field(factory=dict)
     #: Gauges plugins publish (``add_gauge``): name → (help text, read function).
     gauges: dict[str, tuple[str, Callable[[], float]]] = attrs.field(factory=dict)
     _listeners: list[Callable[[str, BrokerEvent], None]] = attrs.field(factory=list)
@@ -94,6 +97,20 @@ class Services:
         """``key`` (``NSE:INFY``) as ``broker`` lists it, once that broker has connected."""
         handle = self.brokers.get(broker)
         return handle.instruments.get(key) if handle else None
+
+    def price_scale(self, key: str, broker: str | None = None) -> int:
+        """The decimal places of ``key``'s prices: as ``broker`` lists it when given, else as
+        the first broker listing it, else as storage last had it; 2 (paise) when none does."""
+        if broker is not None:
+            known = self.instrument(broker, key)
+            if known is not None:
+                return known.price_scale
+        for handle in self.brokers.values():
+            found = handle.instruments.get(key)
+            if found is not None:
+                return found.price_scale
+        stored = self.stored_instruments.get(key)
+        return stored.price_scale if stored is not None else PAISE_SCALE
 
     async def watchlist(self, username: str) -> list[str]:
         """The user's market watch (instrument keys, in the order added); every transport
@@ -324,6 +341,7 @@ class Host:
             risk=risk,
             oms=oms,
             auth=auth,
+            stored_instruments={i.key: i for i in await storage.load_instruments()},
         )
         hub.on_demand = lambda added, removed: self._on_demand(services, added, removed)
         return services

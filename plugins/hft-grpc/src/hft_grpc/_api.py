@@ -87,7 +87,6 @@ class HostApi:
         self.config = config
         self.closing = False
         #: Instruments as last stored, for the scale of orders whose broker has not connected.
-        self.stored_instruments: dict[str, Instrument] = {}
         #: Open streams, each with its user; and how many each user has open.
         self._streams: dict[Subscription | OrderFeed, str] = {}
         self._open_per_user: collections.Counter[str] = collections.Counter()
@@ -96,10 +95,6 @@ class HostApi:
         #: (instrument, mode) -> the latest tick encoded as a MarketEvent; bounded by the
         #: instruments streamed times three modes.
         self._encoded_ticks: dict[tuple[str, StreamMode], tuple[Tick, bytes]] = {}
-
-    async def load(self) -> None:
-        instruments = await self.services.storage.load_instruments()
-        self.stored_instruments = {i.key: i for i in instruments}
 
     def close_streams(self) -> None:
         """Shutdown: refuse new streams and end every open one."""
@@ -140,16 +135,7 @@ class HostApi:
 
     def scale(self, key: str, broker: str | None = None) -> int:
         """The price scale of ``key`` (at ``broker`` when given), 2 when nothing knows it."""
-        if broker is not None:
-            known = self.services.instrument(broker, key)
-            if known is not None:
-                return known.price_scale
-        for handle in self.services.brokers.values():
-            found = handle.instruments.get(key)
-            if found is not None:
-                return found.price_scale
-        stored = self.stored_instruments.get(key)
-        return stored.price_scale if stored is not None else 2
+        return self.services.price_scale(key, broker)
 
     def _account_scale(self, account_id: str, key: str) -> int:
         account = self.services.accounts.get(account_id)

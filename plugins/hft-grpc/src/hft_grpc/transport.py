@@ -45,7 +45,6 @@ class GrpcTransport(Transport):
     async def serve(self, services: Services, task_status: TaskStatus) -> None:
         config = self.config
         api = HostApi(services, config)
-        await api.load()
         stop = anyio.Event()
         # Shielded, so that cancelling ``serve`` starts a drain (``stop``) in which calls in
         # flight still reach the host, instead of cutting them off; bounded by a deadline below.

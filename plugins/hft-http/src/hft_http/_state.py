@@ -45,7 +45,6 @@ class AppState:
     limits: RateLimits
     #: Instruments as last stored, for formatting prices of orders whose broker is not
     #: connected (yet): the scale of an instrument does not change.
-    stored_instruments: dict[str, Instrument] = attrs.field(factory=dict)
     started_at: float = attrs.field(factory=time.monotonic)
     _locks: dict[str, anyio.Lock] = attrs.field(factory=dict)
 
@@ -69,16 +68,7 @@ class AppState:
 
     def scale(self, key: str, broker: str | None = None) -> int:
         """The price scale of ``key`` (at ``broker`` when given), 2 when nothing knows it."""
-        if broker is not None:
-            known = self.services.instrument(broker, key)
-            if known is not None:
-                return known.price_scale
-        for handle in self.services.brokers.values():
-            found = handle.instruments.get(key)
-            if found is not None:
-                return found.price_scale
-        stored = self.stored_instruments.get(key)
-        return stored.price_scale if stored is not None else 2
+        return self.services.price_scale(key, broker)
 
     def account_scale(self, account_id: str, key: str) -> int:
         account = self.services.accounts.get(account_id)

@@ -29,7 +29,6 @@ class HttpTransport(Transport):
     async def serve(self, services: Services, task_status: TaskStatus) -> None:
         config = self.config
         app, state = build_app(services, config)
-        state.stored_instruments = {i.key: i for i in await services.storage.load_instruments()}
 
         server = HypercornConfig()
         server.bind = [f"{_bracketed(config.host)}:{config.port}"]
