@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
 from xts_fake import FakeXts
 
@@ -42,6 +43,16 @@ async def test_the_client_pings_on_the_servers_interval(tmp_path: Path) -> None:
         with pytest.raises(TimeoutError):
             await events.wait(state(ConnectionState.RECONNECTING), timeout_s=0.4)
         assert server.pings >= 6  # two sockets, 0.4 s, a ping each per 50 ms
+
+
+@pytest.mark.anyio
+async def test_a_server_ping_is_answered(server: FakeXts, tmp_path: Path) -> None:
+    async with streaming(make_broker(server.url, tmp_path)) as events:
+        await events.wait(state(ConnectionState.CONNECTED))
+        server.ping_clients()
+        with anyio.fail_after(5):
+            while server.client_pongs < 2:  # noqa: ASYNC110 - the fake only counts
+                await anyio.sleep(0.01)
 
 
 @pytest.mark.anyio

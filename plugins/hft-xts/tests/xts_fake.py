@@ -124,6 +124,7 @@ class FakeXts:
         self.volume: dict[tuple[int, int], int] = {}
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
         self.pings = 0
+        self.client_pongs = 0
         self.silent = False
         self.host_lookup = False
         self.logins = 0
@@ -167,6 +168,11 @@ class FakeXts:
     async def kick(self) -> None:
         for socket in list(self.sockets):
             socket.outbox.send_nowait(None)
+
+    def ping_clients(self) -> None:
+        """Ping every socket the Engine.IO v4 way (a v3 server never does; clients answer)."""
+        for socket in self.sockets:
+            socket.outbox.send_nowait("2")
 
     def push(self, kind: str, name: str, data: Any) -> None:
         """Send an event to every socket of ``kind`` (``md`` or ``interactive``)."""
@@ -1034,6 +1040,8 @@ class FakeXts:
                             self.pings += 1
                             if not self.silent:
                                 await socket.outbox.send("3")
+                        elif message.get("text") == "3":
+                            self.client_pongs += 1
 
                 nursery.start_soon(reader)
                 async for text in socket.inbox:
