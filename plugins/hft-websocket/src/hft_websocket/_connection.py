@@ -19,6 +19,7 @@ import anyio
 import anyio.abc
 import orjson
 import structlog
+import trio
 import trio_websocket
 
 from hft import HftError
@@ -28,6 +29,7 @@ from hft._resilience import TokenBucket
 from hft.model import Order, OrderRequest, StreamMode, User, to_price_units
 from hft_websocket import codec
 from hft_websocket._fanout import MODE_CODE, Encoded, Fanout
+from hft_websocket._fastsend import FrameSender
 from hft_websocket._protocol import (
     Auth,
     Cancel,
@@ -84,6 +86,7 @@ class Connection:
         find_instrument_scale: Callable[[str], int | None],
     ) -> None:
         self.ws = ws
+        self._frames = FrameSender(ws)
         self.id = secrets.token_hex(4)
         self._services = services
         self._fanout = fanout
@@ -98,16 +101,43 @@ class Connection:
         self._outbox: list[dict[str, Any]] = []
         self._seq = 0
         self._idle = False
-        self._ready = anyio.Event()
+        self._ready = trio.Event()  # trio's own: this one is made on every idle turn
         self._closing: _Closing | None = None
         self._replaying = 0  # a resume's replay, queued at once: not held against the backlog
 
     # -- the fan-out's side --------------------------------------------------------------------
 
     def wake(self) -> None:
+        """New market data is pending (the fan-out calls this once per batch it hands over)."""
         if self._idle:
+            # The writer is waiting, so nothing is being sent: binary frames the socket takes
+            # at once go out from here, without waking the writer for them.
+            if (
+                self.binary
+                and not self._outbox
+                and not self.market
+                and self._closing is None
+                and self._send_records_now()
+            ):
+                return
             self._idle = False
             self._ready.set()
+
+    def _send_records_now(self) -> bool:
+        """Send the pending binary records without waiting; False if the writer must go on."""
+        frames = self._frames
+        if not frames.ready():
+            return False
+        chunk = self._config.max_frame_records
+        for mode, pending in self.records.items():
+            if not pending:
+                continue
+            self.records[mode] = {}
+            records = list(pending.values())
+            for start in range(0, len(records), chunk):
+                part = records[start : start + chunk]
+                frames.send_now(codec.encode_frame(MODE_CODE[mode], self._next_seq(), part))
+        return not frames.has_tail
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -182,7 +212,7 @@ class Connection:
             except HftError as exc:
                 await self._send_now(self._error(request.id, exc.code, exc.message))
                 raise _Closing(CloseCode.RESUME_TOO_FAR, exc.code) from None
-            replayed = await _take_ready(feed)
+            replayed = feed.receive_nowait()
         else:
             feed = services.oms.subscribe(user, max_backlog=self._config.max_order_backlog)
         watchlist = await services.watchlist(user.username)
@@ -429,17 +459,25 @@ class Connection:
         while True:
             if self._closing is not None:
                 raise self._closing
-            if not self._outbox and not self.market and not any(self.records.values()):
-                self._ready = anyio.Event()
+            if (
+                not self._outbox
+                and not self.market
+                and not any(self.records.values())
+                and not self._frames.has_tail
+            ):
+                self._ready = trio.Event()
                 self._idle = True
                 await self._ready.wait()
                 if self._closing is not None:
                     raise self._closing
+            await self._frames.flush()  # the end of a frame sent from wake(), first
             outbox, self._outbox = self._outbox, []
             self._replaying = 0
             for message in outbox:
                 message["seq"] = self._next_seq()
                 await ws.send_message(orjson.dumps(message).decode())
+            # Frames the kernel takes at once never suspend; the loop still yields, since
+            # nothing new can be pending until other tasks have run: the next turn waits.
             await self._send_market()
 
     async def _send_market(self) -> None:
@@ -462,7 +500,7 @@ class Connection:
             code = MODE_CODE[mode]
             for start in range(0, len(records), chunk):
                 frame = codec.encode_frame(code, self._next_seq(), records[start : start + chunk])
-                await ws.send_message(frame)
+                await self._frames.send(frame)
 
     async def _heartbeat(self) -> None:
         config = self._config
@@ -472,12 +510,3 @@ class Connection:
                 await self.ws.ping()
             if scope.cancelled_caught:
                 raise _Closing(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat_timeout")
-
-
-async def _take_ready(feed: OrderFeed) -> list[OrderEventMessage]:
-    """The events the feed already holds (the replay), without waiting for live ones."""
-    # receive_batch returns without a checkpoint when events are pending; with none it would
-    # wait, and the already-expired scope cancels that wait at once.
-    with anyio.CancelScope(deadline=-math.inf):
-        return await feed.receive_batch()
-    return []

@@ -199,6 +199,7 @@ class Fanout:
             if not batch:
                 return  # closed
             delivered = 0
+            touched: dict[Sink, None] = {}
             for tick in batch:
                 if not isinstance(tick, Tick):
                     continue  # broker connection events are not part of the protocol
@@ -210,7 +211,8 @@ class Fanout:
                 delivered += len(sinks)
                 if entry.mode is not mode:
                     for sink in sinks:
-                        _put(sink, key, entry)
+                        _put(sink, key, entry, wake=False)
+                    touched.update(sinks)
                     continue
                 # The hot loop: one dict store per interested connection, of bytes shared by
                 # every binary connection.
@@ -220,11 +222,14 @@ class Fanout:
                         sink.records[mode][key] = record
                     else:
                         sink.market[key] = entry
-                    sink.wake()
+                touched.update(sinks)
+            # Once per connection per batch, so that a batch goes out as one frame.
+            for sink in touched:
+                sink.wake()
             self.delivered += delivered
 
 
-def _put(sink: Sink, key: str, entry: Encoded) -> None:
+def _put(sink: Sink, key: str, entry: Encoded, *, wake: bool = True) -> None:
     """Make ``entry`` the sink's pending tick of ``key``, whatever mode the one it replaces had."""
     if sink.binary:
         for mode, pending in sink.records.items():
@@ -233,4 +238,5 @@ def _put(sink: Sink, key: str, entry: Encoded) -> None:
         sink.records[entry.mode][key] = entry.record
     else:
         sink.market[key] = entry
-    sink.wake()
+    if wake:
+        sink.wake()
