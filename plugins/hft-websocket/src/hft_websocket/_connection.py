@@ -129,14 +129,19 @@ class Connection:
         if not frames.ready():
             return False
         chunk = self._config.max_frame_records
-        for mode, pending in self.records.items():
+        records = self.records
+        for mode, code in MODE_CODE.items():
+            pending = records[mode]
             if not pending:
                 continue
-            self.records[mode] = {}
-            records = list(pending.values())
-            for start in range(0, len(records), chunk):
-                part = records[start : start + chunk]
-                frames.send_now(codec.encode_frame(MODE_CODE[mode], self._next_seq(), part))
+            records[mode] = {}
+            values = list(pending.values())
+            if len(values) <= chunk:  # the usual case: one frame
+                frames.send_now(codec.encode_frame(code, self._next_seq(), values))
+                continue
+            for start in range(0, len(values), chunk):
+                part = values[start : start + chunk]
+                frames.send_now(codec.encode_frame(code, self._next_seq(), part))
         return not frames.has_tail
 
     # -- life ----------------------------------------------------------------------------------

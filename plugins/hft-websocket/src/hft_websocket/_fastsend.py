@@ -63,19 +63,20 @@ class FrameSender:
 
     def ready(self) -> bool:
         """Whether :meth:`send_now` may be used (until the caller next awaits)."""
-        return not (
-            self._socket is None
-            or self._tail
-            or self._lock.locked()
-            or self._protocol.state is not ConnectionState.OPEN
-            or self._ws.closed is not None
+        return (
+            self._socket is not None
+            and not self._tail
+            and not self._lock.locked()
+            and self._ws.closed is None
+            and self._protocol.state is ConnectionState.OPEN
         )
 
     def send_now(self, payload: bytes) -> None:
         """Write one binary message without waiting; only after :meth:`ready` said so. What
         the kernel does not take at once is kept, and :meth:`send` writes it first."""
         assert self._socket is not None
-        frame = frame_header(len(payload)) + payload
+        size = len(payload)
+        frame = (bytes((_BINARY_FIN, size)) if size < 126 else frame_header(size)) + payload
         if self._tail:
             self._tail += frame
             return
