@@ -18,6 +18,7 @@ import gc
 import inspect
 import json
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
@@ -158,25 +159,33 @@ class Services:
 WATCHLIST_NAMESPACE: Final = "watch"
 
 
-_collector_tuned = False
+_runtime_tuned = False
+
+#: How long the loop may hold the GIL while another thread waits for it (Python's default is
+#: 5 ms). The storage writer, and transports that run their own thread (gRPC), each need it for
+#: a moment per commit or call: with the default, a busy loop holds them off so long that
+#: commits lag and a thread-run transport can stall outright under load.
+SWITCH_INTERVAL_S = 0.0005
 
 
-def _tune_collector() -> None:
-    """Keep the cyclic garbage collector out of the order path's tail latency.
+def _tune_runtime() -> None:
+    """Keep the garbage collector and the GIL out of the order path's tail latency.
 
     What start-up built (modules, config, instrument masters) lives as long as the process, so
     it is frozen out of the collector's sight; and collections run less often than Python's
     defaults (young ones every 10,000 allocations, not 700; full ones rarely), since a day's
     orders are long-lived and a full collection walks all of them, pausing the loop for tens of
-    milliseconds. Garbage without cycles is still freed at once. Once per process (a test
-    process starts many hosts).
+    milliseconds. Garbage without cycles is still freed at once. The GIL is handed to a waiting
+    thread after :data:`SWITCH_INTERVAL_S`. Once per process (a test process starts many
+    hosts).
     """
-    global _collector_tuned
-    if not _collector_tuned:
-        _collector_tuned = True
+    global _runtime_tuned
+    if not _runtime_tuned:
+        _runtime_tuned = True
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 20, 100)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def open_storage(url: str, plugins: PluginHost) -> Storage:
@@ -272,7 +281,7 @@ class Host:
                                 n for n, p in self.plugins.plugins.items() if not p.error
                             ),
                         )
-                        _tune_collector()
+                        _tune_runtime()
                         try:
                             yield services
                         finally:
