@@ -342,9 +342,9 @@ def main() -> None:
     body = f"""Command: `{command}` (run by `nox -s bench`).
 Machine: {machine()}.
 
-Each run in a process of its own: a host, an instant-ack broker, SQLite (WAL, `synchronous=FULL`) with group commit,
-every built-in risk rule enabled with limits that pass. Latency is submit call → return (the
-order durable, then acknowledged by the broker).
+Each run in a process of its own: a host, an instant-ack broker, SQLite (WAL,
+`synchronous=FULL`) with group commit, every built-in risk rule enabled with limits that pass.
+Latency is submit call → return (the order durable, then acknowledged by the broker).
 
 **Sustained rate** (open loop): orders come due on a fixed schedule at the offered rate for
 {args.seconds:g} s (released each millisecond) and are submitted by a pool of 64 worker tasks, as
