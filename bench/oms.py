@@ -187,8 +187,12 @@ def order_request(services: Services, instruments: list[str], n: int) -> OrderRe
     return OrderRequest("t", instrument, side, 1, price=services.hub.last_price(instrument))
 
 
-def summary(latencies: list[int], elapsed: float, services: Services, trader: User) -> Result:
+def summary(
+    latencies: list[int], elapsed: float, services: Services, trader: User, cpu: tuple[float, float]
+) -> Result:
     latencies.sort()
+    loop_cpu = time.thread_time() - cpu[0]
+    process_cpu = time.process_time() - cpu[1]
     acked = sum(1 for o in services.oms.orders(trader) if o.status is OrderStatus.OPEN)
     return {
         "orders": len(latencies),
@@ -203,6 +207,9 @@ def summary(latencies: list[int], elapsed: float, services: Services, trader: Us
         "p99_ms": percentile(latencies, 0.99) / 1000,
         "max_ms": latencies[-1] / 1e6,
         "mean_ms": statistics.fmean(latencies) / 1e6,
+        # CPU per order: the event loop's thread, and the whole process (storage threads too).
+        "loop_us": loop_cpu * 1e6 / len(latencies),
+        "process_us": process_cpu * 1e6 / len(latencies),
     }
 
 
@@ -219,12 +226,13 @@ async def closed_loop(orders: int, concurrency: int, data_dir: Path) -> Result:
                 await services.oms.submit(trader, request)
                 latencies.append(time.perf_counter_ns() - start)
 
+        cpu = (time.thread_time(), time.process_time())
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for index in range(concurrency):
                 tg.start_soon(client, index)
         await services.oms.flush()
-        return summary(latencies, time.perf_counter() - start, services, trader)
+        return summary(latencies, time.perf_counter() - start, services, trader, cpu)
 
 
 async def open_loop(rate: float, seconds: float, data_dir: Path, workers: int = 64) -> Result:
@@ -246,6 +254,7 @@ async def open_loop(rate: float, seconds: float, data_dir: Path, workers: int = 
 
         count = int(rate * seconds)
         interval_ns = int(1e9 / rate)
+        cpu = (time.thread_time(), time.process_time())
         start_ns = time.perf_counter_ns()
         async with anyio.create_task_group() as tg:
             for _ in range(workers):
@@ -262,7 +271,8 @@ async def open_loop(rate: float, seconds: float, data_dir: Path, workers: int = 
                         n += 1
                     await anyio.sleep(0.001)
         await services.oms.flush()
-        return summary(latencies, (time.perf_counter_ns() - start_ns) / 1e9, services, trader)
+        elapsed = (time.perf_counter_ns() - start_ns) / 1e9
+        return summary(latencies, elapsed, services, trader, cpu)
 
 
 def fmt(result: Result) -> str:

@@ -622,6 +622,118 @@ async def test_sqlite_settings(tmp_path: Path) -> None:
     }
 
 
+async def test_sqlite_order_path_writes_on_the_loop_and_syncs_the_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    writer = store._loop_writer  # white-box: which connection wrote is not in the contract
+    assert writer is not None
+    found = {
+        name: writer.connection.execute(f"PRAGMA {name}").fetchone()[0]
+        for name in ("synchronous", "wal_autocheckpoint", "busy_timeout", "foreign_keys")
+    }
+    off, manual = 0, 0
+    assert found == {
+        "synchronous": off,
+        "wal_autocheckpoint": manual,
+        "busy_timeout": 0,
+        "foreign_keys": 1,
+    }
+    (seq,) = await store.append_order_events([(order("o1"), "created")])
+    # Durable before it returned: the WAL holding it was synced, and another connection sees it.
+    assert synced == [str(tmp_path / "hft.db-wal")]
+    assert writer.connection.in_transaction is False
+    with sqlite3.connect(tmp_path / "hft.db") as other:
+        assert other.execute("SELECT seq FROM order_events").fetchall() == [(seq,)]
+    other.close()
+    await store.close()
+
+
+async def test_sqlite_wal_sync_failure_fails_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fdatasync", broken)
+        with pytest.raises(NetworkError, match="sync failed"):
+            await store.append_order_events([(order("o1"), "created")])
+    # Not acknowledged, and the store goes on working.
+    await store.append_order_events([(order("o2"), "created")])
+    assert "o2" in {o.order_id for o in await store.load_orders()}
+    await store.close()
+
+
+async def test_sqlite_writes_go_to_the_thread_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    await store.put_state("ns", "k", b"1")
+    blocker = sqlite3.connect(tmp_path / "hft.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # as another process writing would
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as writes:
+                writes.start_soon(store.put_state, "ns", "k", b"2")
+                await anyio.sleep(0.3)
+                before = ticks
+                blocker.execute("COMMIT")
+        tg.cancel_scope.cancel()
+    blocker.close()
+    assert before >= 10  # the loop kept running while the write waited for the lock
+    assert await store.get_state("ns", "k") == b"2"
+    await store.close()
+
+
+async def test_sqlite_loop_commits_are_checkpointed_by_a_synced_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sql_storage, "_CHECKPOINT_EVERY", 5)
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    writer = store._loop_writer
+    assert writer is not None
+    for i in range(5):
+        await store.append_order_events([(order(f"o{i}"), "created")])
+    assert writer._checkpointer is not None
+    await anyio.to_thread.run_sync(writer._checkpointer.join)
+    # Everything written so far is in the database file itself, without its WAL.
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "hft.db").write_bytes((tmp_path / "hft.db").read_bytes())
+    with sqlite3.connect(tmp_path / "copy" / "hft.db") as conn:
+        assert conn.execute("SELECT count(*) FROM order_events").fetchone() == (5,)
+    conn.close()
+    await store.close()
+    # Closed: the WAL is gone (checkpointed into the file) and a reopened store has every order.
+    assert not (tmp_path / "hft.db-wal").exists()
+    with sqlite3.connect(tmp_path / "hft.db") as conn:
+        assert conn.execute("SELECT count(*) FROM order_events").fetchone() == (5,)
+    conn.close()
+
+
 async def test_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     store = SqlStorage("sqlite:///state/hft.db")
