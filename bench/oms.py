@@ -327,6 +327,7 @@ def main() -> None:
     def cells(first: str, r: Result) -> str:
         values = [f"{r['orders']:,}", f"{r['orders_per_s']:,.0f}"]
         values += [f"{r[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")]
+        values += [f"{r['loop_us']:.0f}", f"{r['process_us']:.0f}"]
         return "| " + " | ".join([first, *values]) + " |"
 
     closed_rows = "\n".join(cells(str(c), r) for c, r in closed)
@@ -352,17 +353,20 @@ def main() -> None:
     body = f"""Command: `{command}` (run by `nox -s bench`).
 Machine: {machine()}.
 
-Each run in a process of its own: a host, an instant-ack broker, SQLite (WAL,
-`synchronous=FULL`) with group commit, every built-in risk rule enabled with limits that pass.
-Latency is submit call → return (the order durable, then acknowledged by the broker).
+Each run in a process of its own: a host, an instant-ack broker, SQLite (WAL, synced at every
+commit; the order path's commits run on the event loop and sync the WAL on a thread, see
+docs/storage.md) with group commit, every built-in risk rule enabled with limits that pass.
+Latency is submit call → return (the order durable, then acknowledged by the broker). "loop µs"
+is the event loop thread's CPU time per order, "CPU µs" the whole process's (storage threads
+too); the bench's own order generator runs on the same loop and is included.
 
 **Sustained rate** (open loop): orders come due on a fixed schedule at the offered rate for
 {args.seconds:g} s (released each millisecond) and are submitted by a pool of 64 worker tasks, as
 a transport's connections would; latency counts from the moment the order was due, so queueing
 behind a busy host is included. Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
 
-| offered orders/s | orders | achieved orders/s | p50 ms | p99 ms | max ms |
-|---:|---:|---:|---:|---:|---:|
+| offered orders/s | orders | achieved orders/s | p50 ms | p99 ms | max ms | loop µs | CPU µs |
+|---:|---:|---:|---:|---:|---:|---:|---:|
 {open_rows}
 
 {verdict}
@@ -371,8 +375,8 @@ behind a busy host is included. Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5
 wait on the same commit, so the loop idles during each fsync; this shows the ceiling and how
 latency grows with clients, not a rate a desk would run at.
 
-| clients | orders | orders/s | p50 ms | p99 ms | max ms |
-|---:|---:|---:|---:|---:|---:|
+| clients | orders | orders/s | p50 ms | p99 ms | max ms | loop µs | CPU µs |
+|---:|---:|---:|---:|---:|---:|---:|---:|
 {closed_rows}
 """
     write_section("Order management throughput and latency", body)
