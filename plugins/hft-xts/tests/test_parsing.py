@@ -9,7 +9,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from hft_xts import XtsNormaliser, parse_json_message, parse_partial_message
+from hft_xts import XtsNormaliser, decode_bar, parse_json_message, parse_partial_message
 from hft_xts.parsing.master import parse_index_list, parse_master, parse_master_line
 from hft_xts.parsing.ohlc import parse_ohlc
 from hft_xts.parsing.orders import map_status, order_to_update, position_to_position, trade_to_fill
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from xts_fake import MASTER_LINES
 
 from hft import ValidationError
-from hft.model import Instrument, InstrumentType, OrderStatus, Product, Side, StreamMode
+from hft.model import Bar, Instrument, InstrumentType, OrderStatus, Product, Side, StreamMode
 
 FUZZ = settings(max_examples=150, deadline=None)
 
@@ -465,6 +465,46 @@ def test_a_bad_partial_message_changes_nothing() -> None:
 def test_bad_partial_messages_are_refused(text: str) -> None:
     with pytest.raises(ValidationError):
         normaliser().decode_partial(1501, text)
+
+
+def test_a_1505_candle_becomes_a_one_minute_bar() -> None:
+    candle = {
+        "MessageCode": 1505,
+        "MessageVersion": 4,
+        "ExchangeSegment": 2,
+        "ExchangeInstrumentID": 35001,
+        "BarTime": 1737365400,  # 09:30 IST on 20 Jan 2025, written as if it were UTC
+        "BarVolume": "1,500",
+        "Open": 24010.05,
+        "High": "24031.55",
+        "Low": 24002,
+        "Close": 24020,
+        "OpenInterest": 12345,
+        "SumOfQtyInToPrice": 0,
+    }
+    [bar] = normaliser().normalise(json.dumps(candle))
+    assert isinstance(bar, Bar)
+    start = dt.datetime(2025, 1, 20, 4, 0, tzinfo=dt.UTC)
+    assert bar == Bar(
+        "NFO:NIFTY26JANFUT",
+        int(start.timestamp()) * 10**9,
+        60,
+        2401005,
+        2403155,
+        2400200,
+        2402000,
+        1500,
+        12345,
+    )
+    rows, _ = parse_master("\n".join(MASTER_LINES))
+    future = next(r.instrument for r in rows if r.instrument.key == "NFO:NIFTY26JANFUT")
+    assert decode_bar(parse_json_message(json.dumps(candle)), future) == bar
+    without_oi = {k: v for k, v in candle.items() if k != "OpenInterest"}
+    [bar] = normaliser().normalise(json.dumps(without_oi))
+    assert isinstance(bar, Bar)
+    assert bar.open_interest is None
+    with pytest.raises(ValidationError):
+        normaliser().normalise(json.dumps({**candle, "Close": "NaN"}))
 
 
 def test_partial_values_split_on_the_first_colon_only() -> None:

@@ -13,6 +13,7 @@ import pytest
 from xts_fake import FakeXts
 
 from hft.model import (
+    Bar,
     ConnectionEvent,
     ConnectionState,
     Fill,
@@ -175,8 +176,9 @@ async def test_open_interest_candles_and_ltp_from_touchlines(
         ltp = [e for e in events.seen if isinstance(e, Tick) and e.last_price == 2402000]
         assert ltp
         assert {t.mode for t in ltp} == {StreamMode.LTP}  # 1501 touchlines, cut down to ltp
-        candle = broker.candles()["NFO:NIFTY26JANFUT"]
-        assert (candle.ohlc.close, candle.volume) == (2402000, 500)
+        bar = await events.wait(lambda e: isinstance(e, Bar) and e.close == 2402000)
+        assert (bar.instrument, bar.interval_s, bar.volume) == ("NFO:NIFTY26JANFUT", 60, 500)
+        assert bar.start_ns == 1737345600 * 10**9  # BarTime 1737365400 is IST written as UTC
         config = await broker.client_config()
         assert config["xtsMessageCode"]["ltpEvent"] == 1512
 

@@ -52,6 +52,7 @@ from hft._resilience import Backoff
 from hft.contracts import Broker, BrokerEvent
 from hft.model import (
     TRANSITIONS,
+    Bar,
     ConnectionEvent,
     ConnectionState,
     Fill,
@@ -68,7 +69,7 @@ from hft.model import (
 )
 from hft_xts.config import XtsConfig
 from hft_xts.normaliser import XtsNormaliser
-from hft_xts.parsing.marketdata import DEPTH, TOUCHLINE, Candle
+from hft_xts.parsing.marketdata import CANDLE, DEPTH, TOUCHLINE, Candle
 from hft_xts.parsing.master import SEGMENT_CODES, MasterRow, parse_index_list, parse_master
 from hft_xts.parsing.ohlc import parse_ohlc
 from hft_xts.parsing.orders import (
@@ -688,7 +689,7 @@ class XtsBroker(Broker):
             ):
                 if isinstance(payload, str | bytes):
                     tick = normaliser.decode_json(payload)
-                    if tick is not None:
+                    if isinstance(tick, Tick):
                         ticks[tick.instrument] = tick
         return ticks
 
@@ -726,10 +727,6 @@ class XtsBroker(Broker):
             else ""
         )
         return parse_ohlc(text(bars), instrument)
-
-    def candles(self) -> dict[str, Candle]:
-        """The latest 1505 bar per instrument key streamed so far."""
-        return dict(self._normaliser.candles)
 
     @staticmethod
     def _md_list(instruments: Iterable[Instrument]) -> list[dict[str, int]]:
@@ -978,9 +975,11 @@ class XtsBroker(Broker):
             quotes = field(result, "listQuotes", default=[]) if isinstance(result, Mapping) else []
             for payload in quotes or []:
                 if isinstance(payload, str | bytes):
-                    tick = self._normaliser.decode_json(payload)
-                    if tick is not None:
-                        await self._on_tick(tick)
+                    item = self._normaliser.decode_json(payload)
+                    if isinstance(item, Bar):
+                        await self._on_bar(item)
+                    elif item is not None:
+                        await self._on_tick(item)
 
     async def _down(self, kind: _Kind, reason: str, *, fatal: bool = False) -> None:
         self._up.discard(kind)
@@ -1010,8 +1009,17 @@ class XtsBroker(Broker):
         except ValidationError as exc:
             log.warning("xts.bad_tick", broker=self.name, socket_event=name, error=exc.message)
             return
-        for tick in ticks:
-            await self._on_tick(tick)
+        for item in ticks:
+            if isinstance(item, Bar):
+                await self._on_bar(item)
+            else:
+                await self._on_tick(item)
+
+    async def _on_bar(self, bar: Bar) -> None:
+        # Only what is subscribed (subscribe_extra(..., 1505)): a late candle after an
+        # unsubscription is dropped, as ticks are.
+        if bar.instrument in self._extra.get(CANDLE, {}):
+            await self._emit(bar)
 
     async def _on_tick(self, tick: Tick) -> None:
         sub = self._subs.get(tick.instrument)
