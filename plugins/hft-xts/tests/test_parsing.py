@@ -12,7 +12,14 @@ import pytest
 from hft_xts import XtsNormaliser, decode_bar, parse_json_message, parse_partial_message
 from hft_xts.parsing.master import parse_index_list, parse_master, parse_master_line
 from hft_xts.parsing.ohlc import parse_ohlc
-from hft_xts.parsing.orders import map_status, order_to_update, position_to_position, trade_to_fill
+from hft_xts.parsing.orders import (
+    conversion_refusal,
+    conversion_to_event,
+    map_status,
+    order_to_update,
+    position_to_position,
+    trade_to_fill,
+)
 from hft_xts.parsing.values import from_1980_ist, ist_text_to_utc, optional_number, tick_time_ns
 from hft_xts.stream import Frame, encode_event, parse_frame
 from hypothesis import given, settings
@@ -315,6 +322,65 @@ def test_fuzz_order_trade_and_position_rows(row: dict[str, object]) -> None:
     ):
         with contextlib.suppress(ValidationError):
             parse({**ORDER_EVENT, **row})
+
+
+CONVERSION = {
+    "LoginID": "PRO1",
+    "ClientID": "PRO1",
+    "UniqueKey": "7f3a",
+    "Success": True,
+    "ErrorMessage": "",
+    "OriginalProduct": "MIS",
+    "TargetProduct": "NRML",
+    "OriginalQty": "150",
+    "TargetQty": "150",
+    "ExchangeSegment": "NSEFO",
+    "ExchangeInstrumentId": "35001",
+    "Status": "Success",
+    "NOWTimeStamp": "2025-01-06T11:16:07",
+    "OrderSide": "Sell",
+}
+
+
+def test_a_trade_conversion_becomes_a_signed_position_conversion() -> None:
+    event = conversion_to_event("xts", CONVERSION, RESOLVE)
+    assert (event.account, event.instrument, event.key) == ("PRO1", "NFO:NIFTY26JANFUT", "7f3a")
+    assert (event.from_product, event.to_product, event.quantity) == (
+        Product.MIS,
+        Product.NRML,
+        -150,
+    )
+    assert event.at == dt.datetime(2025, 1, 6, 5, 46, 7, tzinfo=dt.UTC)
+    assert conversion_refusal(CONVERSION) is None
+    assert conversion_refusal({**CONVERSION, "Success": "true"}) is None
+    refused = {**CONVERSION, "Success": "false", "ErrorMessage": "RMS says no"}
+    assert conversion_refusal(refused) == "RMS says no"
+    assert conversion_refusal({**CONVERSION, "Status": "Rejected"}) == "Rejected"
+    assert conversion_refusal({k: v for k, v in CONVERSION.items() if k != "Success"})
+    for broken in (
+        {"UniqueKey": ""},
+        {"TargetQty": "0", "OriginalQty": ""},
+        {"TargetProduct": "MIS"},
+        {"OrderSide": "?"},
+        {"TargetQty": "1.5"},
+    ):
+        with pytest.raises(ValidationError):
+            conversion_to_event("xts", {**CONVERSION, **broken}, RESOLVE)
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(CONVERSION)),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        max_size=8,
+    )
+)
+def test_fuzz_trade_conversions(row: dict[str, object]) -> None:
+    merged = {**CONVERSION, **row}
+    conversion_refusal(merged)
+    with contextlib.suppress(ValidationError):
+        conversion_to_event("xts", merged, RESOLVE)
 
 
 # ------------------------------------------------------------------------------------------------

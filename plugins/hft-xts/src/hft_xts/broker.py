@@ -20,6 +20,11 @@ the orders this broker has seen are read and whatever the socket missed is yield
 Order updates pass a filter: a repeated identical view, a status the state machine cannot reach
 from the last one yielded, or a filled quantity going down (a stale socket event racing a book
 read) is dropped. Fills are yielded once per ``ExecutionID``.
+
+A ``tradeConversion`` event that reports a done conversion is yielded as a
+:class:`~hft.model.PositionConversion` (once per ``UniqueKey``; the OMS moves the quantity between
+the products); a refused one is logged. ``position`` events are informational (hft's positions
+come from fills, and reconciliation compares them with the broker's books) and logged at debug.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ from hft_xts.parsing.orders import (
     TIME_IN_FORCE,
     Balance,
     balance_from_result,
+    conversion_refusal,
+    conversion_to_event,
     holdings_from_result,
     order_to_update,
     position_to_position,
@@ -128,6 +135,7 @@ class XtsBroker(Broker):
         self.remaining_subscriptions: int | None = None
         self._seen: dict[str, _Seen] = {}
         self._fills: set[str] = set()
+        self._conversions: set[str] = set()  # UniqueKeys of conversions yielded
         self._order_accounts: dict[str, str] = {}
         self._joins = 0  # joins of the interactive socket so far
         self._closed = anyio.Event()
@@ -1054,9 +1062,12 @@ class XtsBroker(Broker):
                 await self._order_update(order_to_update(self.name, row, self._resolve))
             elif name == "trade":
                 await self._fill(trade_to_fill(row, self._resolve))
+            elif name == "tradeConversion":
+                await self._conversion(row)
             else:
-                # Positions are read from the books; conversions only change the product.
-                log.info("xts.portfolio_event", broker=self.name, socket_event=name)
+                # Informational: positions come from fills, and reconciliation compares them
+                # with the broker's books.
+                log.debug("xts.position_event", broker=self.name)
         except ValidationError as exc:
             log.warning("xts.bad_event", broker=self.name, socket_event=name, error=exc.message)
 
@@ -1090,6 +1101,19 @@ class XtsBroker(Broker):
         self._seen[order_id] = _Seen(update.status, update.filled_quantity, view)
         self._order_accounts.setdefault(order_id, account)
         await self._emit(update)
+
+    async def _conversion(self, row: Mapping[str, Any]) -> None:
+        key = text(field(row, "UniqueKey"))
+        refused = conversion_refusal(row)
+        if refused is not None:
+            log.warning("xts.conversion_refused", broker=self.name, key=key, reason=refused)
+            return
+        event = conversion_to_event(self.name, row, self._resolve)
+        account = self._account_of(event.account)
+        if account is None or event.key in self._conversions:
+            return  # a client of the dealer this broker does not serve, or a repeat
+        self._conversions.add(event.key)
+        await self._emit(attrs.evolve(event, account=account))
 
     async def _fill(self, fill: Fill) -> None:
         account = self._account_of(fill.account)
