@@ -122,3 +122,6 @@ async def test_a_trade_conversion_moves_the_position_and_survives_a_restart(
         await services.oms.flush()
     async with pro_host(server.url, tmp_path).running() as services:
         assert products(services) == {Product.MIS: 3, Product.NRML: 7}
+        # Stopped only once connected: a broker closed mid-login is another story.
+        await until(lambda: services.brokers["pro"].ready, "broker ready after the restart")
+        assert products(services) == {Product.MIS: 3, Product.NRML: 7}
