@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 
 from hft._hub import Item, MarketDataHub, Subscription, project
 from hft.model import (
+    Bar,
     ConnectionEvent,
     ConnectionState,
     Depth,
@@ -639,3 +640,82 @@ class HubMachine(RuleBasedStateMachine):
 
 HubMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 test_hub_against_a_model = HubMachine.TestCase
+
+
+# --------------------------------------------------------------------------------------------
+# Bars
+# --------------------------------------------------------------------------------------------
+
+
+def bar(instrument: str, close: int = 100, start_ns: int = 0) -> Bar:
+    return Bar(instrument, start_ns, 60, close, close, close, close, volume=close)
+
+
+async def test_bars_reach_subscribers_of_their_instrument_in_any_mode() -> None:
+    hub = MarketDataHub()
+    ltp, full, other = hub.subscribe(["A"], LTP), hub.subscribe(["A"], FULL), hub.subscribe(["B"])
+    published = bar("A", 5)
+    with trio.testing.assert_no_checkpoints():
+        hub.publish_bar(published)
+    assert ltp.receive_nowait() == [published]
+    assert full.receive_nowait() == [published]
+    assert other.receive_nowait() == []
+    assert hub.latest_bar("A") == published
+    assert hub.latest_bar("B") is None
+    assert hub.latest("A") is None  # a bar is not a tick: no last price, no sequence
+    assert hub.seq("A") == 0
+    assert hub.metrics().bars == 1
+
+
+def test_a_slow_subscriber_keeps_only_the_newest_bar_beside_its_newest_tick() -> None:
+    hub = MarketDataHub()
+    sub = hub.subscribe(["A", "B"])
+    hub.publish_bar(bar("A", 1, start_ns=0))
+    hub.publish(tick("A", 10))
+    hub.publish_bar(bar("B", 2))
+    hub.publish_bar(bar("A", 3, start_ns=60))
+    hub.publish(tick("A", 11))
+    got = sub.receive_nowait()
+    # One bar and one tick per instrument, each kept in the place of the first it replaced.
+    assert got == [bar("A", 3, start_ns=60), hub.latest("A"), bar("B", 2)]
+    assert sub.conflated == 2
+
+
+def test_a_new_subscriber_gets_the_latest_bar_and_unsubscribing_drops_it() -> None:
+    hub = MarketDataHub()
+    hub.publish_bar(bar("A", 1))
+    hub.publish_bar(bar("A", 2))
+    sub = hub.subscribe(["A"])
+    assert sub.receive_nowait() == [bar("A", 2)]
+    sub.add(["A"], FULL)  # a mode change is not a new instrument: the bar is not repeated
+    assert sub.receive_nowait() == []
+    hub.publish_bar(bar("A", 3))
+    sub.remove(["A"])
+    assert sub.receive_nowait() == []
+
+
+def test_connection_events_are_barriers_for_bars_too() -> None:
+    hub = MarketDataHub()
+    sub = hub.subscribe(["A"])
+    hub.publish_bar(bar("A", 1))
+    hub.publish_connection(event(ConnectionState.RECONNECTING))
+    hub.publish_bar(bar("A", 2))
+    got = sub.receive_nowait()
+    assert got[0] == bar("A", 1)
+    assert isinstance(got[1], ConnectionEvent)
+    assert got[2] == bar("A", 2)
+
+
+async def test_receive_batch_wakes_for_a_bar() -> None:
+    hub = MarketDataHub()
+    sub = hub.subscribe(["A"])
+    got: list[Item] = []
+    async with anyio.create_task_group() as tg:
+
+        async def read() -> None:
+            got.extend(await sub.receive_batch())
+
+        tg.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        hub.publish_bar(bar("A", 7))
+    assert got == [bar("A", 7)]

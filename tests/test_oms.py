@@ -15,12 +15,15 @@ from hft import AuthError, Conflict, NotFound, RiskRejected, ValidationError
 from hft._builtin.memory import MemoryStorage
 from hft._oms import OrderEventMessage, OrderFeed, _Journal
 from hft.model import (
+    Bar,
     Environment,
     ModifyRequest,
     Order,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PositionConversion,
+    Product,
     Role,
     Side,
     User,
@@ -537,3 +540,48 @@ async def test_the_brokers_first_update_takes_the_place_of_an_unwritten_accepted
     assert [(m.seq, m.kind) for m in written] == [
         (i + 1, kind) for i, (_, kind, _) in enumerate(stored)
     ]
+
+
+# Position conversions and bars, routed by the host --------------------------------------------
+
+
+def conversion(quantity: int, key: str = "k1", account: str = "A1") -> PositionConversion:
+    return PositionConversion("v", account, "NSE:INFY", Product.MIS, Product.NRML, quantity, key)
+
+
+@pytest.mark.anyio
+async def test_the_host_routes_a_conversion_to_the_oms_which_journals_it_once() -> None:
+    shared = Shared()
+    async with make_host({"shared": shared.plugin()}, CONFIG).running() as services:
+        await _ready(services)
+        order = await submit_one(services, buy(quantity=10, price=150_000, product=Product.MIS))
+        shared.venue.fill(order.broker_order_id or "", 10, 150_000)
+        await settle(services)
+        services.dispatch("v", conversion(6))
+        services.dispatch("v", conversion(6))  # the same key again: applied once
+        services.dispatch("v", conversion(100, key="k2"))  # more than held: refused
+        services.dispatch("v", conversion(1, key="k3", account="NOBODY"))  # no such account
+        await settle(services)
+        held = {p.product: p.quantity for p in services.portfolio.positions("live1")}
+        assert held == {Product.MIS: 4, Product.NRML: 6}
+        order_events = len(await services.storage.order_events())
+    async with make_host({"shared": shared.plugin()}, CONFIG).running() as services:
+        await _ready(services)
+        stored = {p.product: p.quantity for p in await services.storage.load_positions("live1")}
+        assert stored == {Product.MIS: 4, Product.NRML: 6}
+        held = {p.product: p.quantity for p in services.portfolio.positions("live1")}
+        assert held == {Product.MIS: 4, Product.NRML: 6}
+        # A conversion is not an order event: nothing new in the journal clients resume from.
+        assert len(await services.storage.order_events()) == order_events
+
+
+@pytest.mark.anyio
+async def test_the_host_routes_bars_to_the_hub() -> None:
+    shared = Shared()
+    async with make_host({"shared": shared.plugin()}, CONFIG).running() as services:
+        sub = services.hub.subscribe(["NSE:INFY"])
+        bar = Bar("NSE:INFY", 1_737_345_600 * 10**9, 60, 100, 110, 95, 105, volume=7)
+        services.dispatch("v", bar)
+        assert services.hub.latest_bar("NSE:INFY") == bar
+        assert bar in sub.receive_nowait()
+        sub.close()

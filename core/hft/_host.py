@@ -7,9 +7,9 @@ users and tokens (on a first start, create the first users) → start every enab
 ``hft_startup`` hooks. Shutdown runs the other way round: transports stop accepting,
 ``hft_shutdown`` hooks run, brokers close, the journal flushes, storage closes.
 
-Broker events are pumped one broker at a time into the market-data hub (ticks, connection
-changes) and the OMS (order updates, fills); a ``RESYNCED`` connection event triggers
-reconciliation.
+Broker events are pumped one broker at a time into the market-data hub (ticks, bars, connection
+changes) and the OMS (order updates, fills, position conversions); a ``RESYNCED`` connection
+event triggers reconciliation.
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ from hft._secret import redact_url
 from hft.contracts import Broker, BrokerEvent, Storage, Transport
 from hft.model import (
     Account,
+    Bar,
     ConnectionEvent,
     ConnectionState,
     Environment,
     Fill,
     Instrument,
     OrderUpdate,
+    PositionConversion,
     StreamMode,
     Tick,
 )
@@ -150,6 +152,10 @@ class Services:
             self.hub.publish(event)
         elif isinstance(event, OrderUpdate | Fill):
             self.oms.on_broker_event(broker, event)
+        elif isinstance(event, Bar):
+            self.hub.publish_bar(event)
+        elif isinstance(event, PositionConversion):
+            self.oms.on_position_conversion(broker, event)
         elif isinstance(event, ConnectionEvent):
             self.hub.publish_connection(event)
         for listener in self._listeners:

@@ -7,8 +7,13 @@ replaces an undelivered one in place (conflation), so a slow subscriber costs me
 its instrument count and never slows the feed or anyone else. Subscribers drain in batches:
 :meth:`Subscription.receive_batch` waits until something is pending, then takes all of it.
 
+Bars (:meth:`MarketDataHub.publish_bar`) go to every subscriber of their instrument, whatever
+its mode, with a conflation rule of their own: at most one pending bar per instrument, a newer
+bar replacing an undelivered one, independently of that instrument's pending tick. Bars carry no
+sequence number; the hub keeps the latest per instrument (:meth:`MarketDataHub.latest_bar`).
+
 Connection events go to every subscriber, in order and never conflated. They are also barriers:
-a tick published after one is never merged into a tick published before it.
+a tick or bar published after one is never merged into one published before it.
 
 Single event loop, no threads: nothing here is thread-safe, and nothing needs a lock.
 ``docs/market_data.md`` is the transport author's guide.
@@ -24,7 +29,7 @@ from typing import Final, TypeAlias
 import anyio
 import attrs
 
-from hft.model import ConnectionEvent, Depth, StreamMode, Tick
+from hft.model import Bar, ConnectionEvent, Depth, StreamMode, Tick
 
 __all__ = [
     "DemandCallback",
@@ -36,7 +41,10 @@ __all__ = [
 ]
 
 #: What a subscriber receives.
-Item: TypeAlias = Tick | ConnectionEvent
+Item: TypeAlias = Tick | Bar | ConnectionEvent
+#: A pending entry's key: the instrument for its tick, ``("bar", instrument)`` for its bar, so
+#: one dict conflates both, each with its own slot, and keeps them in arrival order.
+_PendingKey: TypeAlias = str | tuple[str, str]
 #: ``on_demand(added, removed)``: ``added`` maps each instrument that is newly wanted, or whose
 #: highest wanted mode changed, to that mode; ``removed`` holds instruments nobody wants any more.
 DemandCallback: TypeAlias = Callable[[dict[str, StreamMode], set[str]], None]
@@ -109,8 +117,8 @@ def project(tick: Tick, mode: StreamMode) -> Tick:
 class HubMetrics:
     """Counters since the hub was made; ``delivered`` and ``conflated`` include closed subscribers.
 
-    ``delivered`` counts items handed to subscribers by a receive; ``conflated`` counts ticks that
-    replaced an undelivered tick (each is a tick that subscriber never saw).
+    ``delivered`` counts items handed to subscribers by a receive; ``conflated`` counts ticks (and
+    bars) that replaced an undelivered one (each is one that subscriber never saw).
     """
 
     published: int
@@ -121,6 +129,7 @@ class HubMetrics:
     lagged: int  # subscribers closed for not reading connection events
     instruments: int  # with a snapshot
     demanded: int  # in the subscribers' union
+    bars: int = 0  # bars published
 
 
 class Subscription:
@@ -148,9 +157,9 @@ class Subscription:
         self.name = name
         self._hub = hub
         self._modes: dict[str, StreamMode] = {}
-        # Ticks since the last connection event, one per instrument; a dict keeps first-insertion
-        # order, so a replacing tick keeps its predecessor's place.
-        self._pending: dict[str, Tick] = {}
+        # Ticks (and bars) since the last connection event, one of each per instrument; a dict
+        # keeps first-insertion order, so a replacing tick keeps its predecessor's place.
+        self._pending: dict[_PendingKey, Tick | Bar] = {}
         # Items ahead of _pending: ticks frozen by a connection event, and the events themselves.
         self._ready: list[Item] = []
         self._events_pending = 0
@@ -170,13 +179,15 @@ class Subscription:
         """Subscribe to ``instruments`` at ``mode`` (changing the mode of any already subscribed).
 
         Each newly added or re-moded instrument's snapshot, if the hub has one, is made pending at
-        once, unless a tick of it is already pending. It may repeat a tick already received.
+        once, unless a tick of it is already pending; so is a newly added instrument's latest bar.
+        It may repeat a tick or bar already received.
         """
         self._check_open()
         self._hub._add(self, instruments, mode)
 
     def remove(self, instruments: Iterable[str]) -> None:
-        """Unsubscribe from ``instruments`` and drop their pending ticks; ignore unknown ones."""
+        """Unsubscribe from ``instruments`` and drop their pending ticks and bars; ignore unknown
+        ones."""
         self._check_open()
         self._hub._remove(self, instruments)
 
@@ -243,7 +254,7 @@ class Subscription:
 
     @property
     def conflated(self) -> int:
-        """Ticks replaced before this subscriber received them."""
+        """Ticks and bars replaced before this subscriber received them."""
         return self._conflated
 
     @property
@@ -307,11 +318,13 @@ class MarketDataHub:
         self.on_demand = on_demand
         self.max_connection_events = max_connection_events
         self._latest: dict[str, Tick] = {}
+        self._bars: dict[str, Bar] = {}
         self._routes: dict[str, list[Subscription]] = {}  # instrument → its subscribers
         self._demand: dict[str, StreamMode] = {}
         self._subscribers: dict[Subscription, None] = {}  # ordered set
         self._connections: dict[str, ConnectionEvent] = {}
         self._published = 0
+        self._bars_published = 0
         self._connection_events = 0
         self._delivered = 0
         self._retired_conflated = 0
@@ -337,6 +350,23 @@ class MarketDataHub:
                 if sub._waiter is not None:
                     sub._wake()
         return tick
+
+    def publish_bar(self, bar: Bar) -> None:
+        """Keep ``bar`` as its instrument's latest and hand it to every subscriber of that
+        instrument (any mode); an undelivered bar of the instrument is replaced. Never blocks."""
+        instrument = bar.instrument
+        self._bars[instrument] = bar
+        self._bars_published += 1
+        key = ("bar", instrument)
+        for sub in self._routes.get(instrument, ()):
+            pending = sub._pending
+            if key in pending:
+                sub._conflated += 1
+                pending[key] = bar
+            else:
+                pending[key] = bar
+                if sub._waiter is not None:
+                    sub._wake()
 
     def publish_connection(self, event: ConnectionEvent) -> None:
         """Record a broker's connection state and deliver it to every subscriber, in order."""
@@ -364,6 +394,10 @@ class MarketDataHub:
     def latest(self, instrument: str) -> Tick | None:
         """The last tick published for ``instrument`` (with its sequence number), if any."""
         return self._latest.get(instrument)
+
+    def latest_bar(self, instrument: str) -> Bar | None:
+        """The last bar published for ``instrument``, if any."""
+        return self._bars.get(instrument)
 
     def last_price(self, instrument: str) -> int | None:
         tick = self._latest.get(instrument)
@@ -395,6 +429,7 @@ class MarketDataHub:
             lagged=self._lagged,
             instruments=len(self._latest),
             demanded=len(self._demand),
+            bars=self._bars_published,
         )
 
     # -- the subscriber side ------------------------------------------------------------------
@@ -425,6 +460,10 @@ class MarketDataHub:
             modes[instrument] = mode
             if old is None:
                 self._routes.setdefault(instrument, []).append(sub)
+                bar = self._bars.get(instrument)
+                if bar is not None and ("bar", instrument) not in sub._pending:
+                    sub._pending[("bar", instrument)] = bar
+                    sub._wake()
             changed.append(instrument)
             snapshot = self._latest.get(instrument)
             if snapshot is not None and instrument not in sub._pending:
@@ -436,7 +475,7 @@ class MarketDataHub:
         self._update_demand(self._unroute(sub, instruments))
 
     def _unroute(self, sub: Subscription, instruments: Iterable[str]) -> list[str]:
-        """Drop ``instruments`` from ``sub`` and its pending ticks; the ones it had, for demand."""
+        """Drop ``instruments`` from ``sub`` and its pending items; the ones it had, for demand."""
         modes, pending = sub._modes, sub._pending
         removed: list[str] = []
         for instrument in instruments:
@@ -444,6 +483,7 @@ class MarketDataHub:
                 continue
             removed.append(instrument)
             pending.pop(instrument, None)
+            pending.pop(("bar", instrument), None)
             routes = self._routes[instrument]
             routes.remove(sub)
             if not routes:
@@ -453,7 +493,7 @@ class MarketDataHub:
             sub._ready = [
                 item
                 for item in sub._ready
-                if not (isinstance(item, Tick) and item.instrument in gone)
+                if not (isinstance(item, Tick | Bar) and item.instrument in gone)
             ]
         return removed
 

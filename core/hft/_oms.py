@@ -51,6 +51,7 @@ from hft.model import (
     OrderStatus,
     OrderUpdate,
     Position,
+    PositionConversion,
     Role,
     Side,
     User,
@@ -202,7 +203,12 @@ class _Journal:
 
     def add_fill(self, fill: Fill, position: Position) -> None:
         self._fills.append(fill)
-        self._positions[(position.account, position.instrument, str(position.product))] = position
+        self.add_positions(position)
+
+    def add_positions(self, *positions: Position) -> None:
+        for position in positions:
+            key = (position.account, position.instrument, str(position.product))
+            self._positions[key] = position
         self._kick()
 
     async def write(self, order: Order, kind: str) -> int:
@@ -223,7 +229,7 @@ class _Journal:
         return [entry.seq for entry in entries]
 
     async def flush(self) -> None:
-        while self._entries or self._fills or not self._idle.is_set():
+        while self._entries or self._fills or self._positions or not self._idle.is_set():
             self._urgent.set()
             await self._idle.wait()
             await anyio.lowlevel.checkpoint()
@@ -245,7 +251,7 @@ class _Journal:
     async def run(self) -> None:
         backoff = Backoff(initial_s=0.05, max_s=5.0)
         while True:
-            if not (self._entries or self._fills):
+            if not (self._entries or self._fills or self._positions):
                 self._idle.set()
                 await self._wakeup.wait()
                 self._wakeup = anyio.Event()
@@ -349,6 +355,7 @@ class OrderManager:
         # Orders known by current status, kept by every status change (for metrics).
         self._status_counts: dict[OrderStatus, int] = dict.fromkeys(OrderStatus, 0)
         self._fill_ids: set[tuple[str, str]] = set()
+        self._conversions: set[tuple[str, str]] = set()  # (broker, key) of applied conversions
         self._early: dict[tuple[str, str], list[OrderUpdate | Fill]] = {}
         self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
         self._placing: set[str] = set()  # ids of orders whose place_order has not returned
@@ -877,6 +884,46 @@ class OrderManager:
             self._live.get(order.request.account, set()).discard(order.order_id)
             self._track(order)
         self._journal.add(order, kind)
+
+    def on_position_conversion(self, broker: str, event: PositionConversion) -> None:
+        """Apply a broker's product conversion to the portfolio and journal both positions.
+
+        A repeated ``key`` (per broker, for this process's life), an account no configured
+        account maps to, or a conversion the positions cannot take is logged and changes
+        nothing. Clients see the positions as they see any others; no order event is made.
+        """
+        if (broker, event.key) in self._conversions:
+            return
+        account = next(
+            (
+                a.account_id
+                for a in self._accounts.values()
+                if a.broker == broker and a.broker_account == event.account
+            ),
+            None,
+        )
+        fields = {
+            "broker": broker,
+            "account": event.account,
+            "instrument": event.instrument,
+            "source": str(event.from_product),
+            "target": str(event.to_product),
+            "quantity": event.quantity,
+            "key": event.key,
+        }
+        if account is None:
+            log.info("oms.foreign_conversion", **fields)
+            return
+        try:
+            moved = self._portfolio.convert(
+                account, event.instrument, event.from_product, event.to_product, event.quantity
+            )
+        except ValidationError as exc:
+            log.warning("oms.conversion_refused", error=exc.message, **fields)
+            return
+        self._conversions.add((broker, event.key))
+        self._journal.add_positions(*moved)
+        log.info("oms.position_converted", **fields)
 
     # Reconciliation ---------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""Positions and PnL per account, built from fills and marked from the market-data hub."""
+"""Positions and PnL per account, built from fills and marked from the market-data hub; a
+broker's product conversion (MIS → NRML) moves open quantity between an instrument's products."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from hft._errors import ValidationError
 from hft.model import Fill, Position, Product
 
 __all__ = ["Portfolio"]
@@ -32,6 +34,49 @@ class Portfolio:
             position = self._positions[key] = Position(fill.account, fill.instrument, product)
         position.apply_fill(fill.side, fill.quantity, fill.price)
         return position
+
+    def convert(
+        self, account: str, instrument: str, source: Product, target: Product, quantity: int
+    ) -> tuple[Position, Position]:
+        """Move ``quantity`` (signed: ``+q`` of a long, ``-q`` of a short) of the ``source``
+        product's position to the ``target`` product's; return both positions, changed.
+
+        The open cost moves with the quantity at the source's average price, so the target's
+        average is the weighted mean of both; realised PnL, and the day's traded quantities and
+        values, stay with the product they were made in. The account's net quantity and open
+        cost in the instrument are unchanged. Refused with :class:`ValidationError`, changing
+        nothing, when the source holds less than ``quantity`` in that direction or the target
+        holds the opposite direction (moving into it would close a position, which a
+        conversion never does).
+        """
+        if source is target or not quantity:
+            raise ValidationError("a conversion moves some quantity between two products")
+        held = self._positions.get((account, instrument, source))
+        held_quantity = held.quantity if held is not None else 0
+        if held is None or held_quantity * quantity <= 0 or abs(quantity) > abs(held_quantity):
+            raise ValidationError(
+                f"{account} {instrument}: cannot convert {quantity} from {source}, "
+                f"which holds {held_quantity}",
+                code="bad_conversion",
+            )
+        key = (account, instrument, target)
+        into = self._positions.get(key)
+        if into is not None and into.quantity * quantity < 0:
+            raise ValidationError(
+                f"{account} {instrument}: cannot convert {quantity} into {target}, "
+                f"which holds {into.quantity}",
+                code="bad_conversion",
+            )
+        if into is None:
+            into = self._positions[key] = Position(account, instrument, target)
+        moved_cost = held.average_price * abs(quantity)
+        total = abs(into.quantity) + abs(quantity)
+        into.average_price = (into.average_price * abs(into.quantity) + moved_cost) / total
+        into.quantity += quantity
+        held.quantity -= quantity
+        if held.quantity == 0:
+            held.average_price = Decimal(0)
+        return held, into
 
     def positions(self, account: str | None = None) -> list[Position]:
         """Positions (of one account, or all), marked at the latest known price."""

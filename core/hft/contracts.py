@@ -22,6 +22,7 @@ from hft._errors import NotFound
 from hft._plugins import PluginContext
 from hft.model import (
     Account,
+    Bar,
     ConnectionEvent,
     Fill,
     Holding,
@@ -31,6 +32,7 @@ from hft.model import (
     OrderRequest,
     OrderUpdate,
     Position,
+    PositionConversion,
     StreamMode,
     Tick,
     User,
@@ -83,8 +85,9 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'hft.contracts' has no attribute {name!r}")
 
 
-#: Everything a broker's event stream yields.
-BrokerEvent: TypeAlias = Tick | OrderUpdate | Fill | ConnectionEvent
+#: Everything a broker's event stream yields: market data (ticks, bars) for the hub; order
+#: updates, fills and position conversions for the OMS; connection changes for both.
+BrokerEvent: TypeAlias = Tick | Bar | OrderUpdate | Fill | PositionConversion | ConnectionEvent
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,7 +205,8 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def events(self) -> AsyncIterator[BrokerEvent]:
-        """The one stream of ticks, order updates, fills and connection changes.
+        """The one stream of ticks, bars, order updates, fills, position conversions and
+        connection changes.
 
         It has a single consumer (the host) and ends when the broker is closed.
         """

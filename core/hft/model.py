@@ -28,6 +28,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Account",
+    "Bar",
     "ConnectionEvent",
     "ConnectionState",
     "Depth",
@@ -45,6 +46,7 @@ __all__ = [
     "OrderType",
     "OrderUpdate",
     "Position",
+    "PositionConversion",
     "Product",
     "Role",
     "Side",
@@ -302,6 +304,26 @@ class Tick:
     @property
     def best_ask(self) -> DepthLevel | None:
         return self.depth.asks[0] if self.depth and self.depth.asks else None
+
+
+@attrs.frozen
+class Bar:
+    """One OHLC bar of an instrument as a broker streams it (a 1505 candle on XTS).
+
+    ``start_ns`` is the bar's start (Unix nanoseconds, UTC) and ``interval_s`` its length;
+    prices are in the instrument's price units, like :class:`Tick`. The hub keeps the latest
+    bar per instrument and conflates bars separately from ticks; bars carry no sequence number.
+    """
+
+    instrument: str
+    start_ns: int
+    interval_s: int = attrs.field(validator=_positive)
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int = 0
+    open_interest: int | None = None
 
 
 @attrs.frozen
@@ -607,6 +629,34 @@ class Position:
             self.average_price = Decimal(0)
         elif (self.quantity > 0) != (held > 0):
             self.average_price = Decimal(price)
+
+
+@attrs.frozen
+class PositionConversion:
+    """A broker moved open quantity of a position from one product to another (MIS → NRML).
+
+    ``account`` is the broker-side account code, as on :class:`Fill`. ``quantity`` is signed
+    like a position: ``+q`` moves ``q`` of a long position, ``-q`` of a short one. ``key`` is
+    unique per broker, so a repeated event is recognised and applied once. Only conversions
+    the broker confirmed are events; a refused one never becomes one.
+    """
+
+    broker: str
+    account: str
+    instrument: str
+    from_product: Product
+    to_product: Product
+    quantity: int
+    key: str
+    at: dt.datetime = attrs.field(factory=utcnow)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.quantity:
+            raise ValidationError("a position conversion must move some quantity")
+        if self.from_product is self.to_product:
+            raise ValidationError(f"a position conversion from {self.from_product} to itself")
+        if not self.key:
+            raise ValidationError("a position conversion needs a unique key")
 
 
 @attrs.frozen

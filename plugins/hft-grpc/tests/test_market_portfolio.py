@@ -13,7 +13,7 @@ from hft_grpc._generated import common_pb2 as pb
 from hft_grpc._generated import market_data_pb2 as md
 from hft_grpc._generated import orders_pb2, portfolio_pb2
 
-from hft.model import StreamMode, Tick
+from hft.model import Bar, StreamMode, Tick
 
 pytestmark = pytest.mark.anyio
 S = grpc.StatusCode
@@ -117,6 +117,25 @@ async def test_a_slow_client_gets_the_latest_tick_not_a_backlog(harness: Any) ->
     assert seqs[-1] == hub.seq("NSE:INFY")  # the latest, whatever was skipped
     stream.cancel()
     channel.close()
+
+
+async def test_bars_are_skipped_and_the_stream_goes_on(harness: Any) -> None:
+    me = await harness.as_user("viewer")
+    stream = harness.stream(
+        harness.stubs.market.StreamTicks,
+        md.StreamTicksRequest(instruments=["NSE:INFY"], mode=pb.STREAM_MODE_LTP),
+        metadata=me,
+    )
+    await stream.next()
+    hub = harness.services.hub
+    hub.publish_bar(Bar("NSE:INFY", 0, 60, 150000, 150000, 150000, 150000))
+    hub.publish(Tick("NSE:INFY", StreamMode.LTP, 151000))
+    ticks: list[md.Tick] = []
+    while not ticks or ticks[-1].last_price != 151000:
+        message = await stream.next()
+        assert all(e.HasField("tick") or e.HasField("connection") for e in message.events)
+        ticks.extend(_ticks(message))
+    stream.cancel()
 
 
 async def test_stream_refusals(harness: Any) -> None:

@@ -15,9 +15,9 @@ from xts_fake import FakeXts
 from hft._config import config_from_mapping, resolve_config
 from hft._host import Host, Services
 from hft._plugins import PluginHost
-from hft.model import Environment, OrderRequest, OrderStatus, Role, Side, User
+from hft.model import Environment, OrderRequest, OrderStatus, Product, Role, Side, User
 
-from .conftest import DEALER, FAST, MD
+from .conftest import DEALER, FAST, MD, PRO
 
 
 def host(url: str, data_dir: Path) -> Host:
@@ -74,3 +74,54 @@ async def test_a_dealer_trades_two_clients_through_the_oms(server: FakeXts, tmp_
         await settled(services, trader, other.order_id, OrderStatus.OPEN)
         await services.oms.cancel(trader, other.order_id)
         await settled(services, trader, other.order_id, OrderStatus.CANCELLED)
+
+
+def pro_host(url: str, data_dir: Path, **settings: object) -> Host:
+    plugins = PluginHost.from_modules({"xts": hft_xts.plugin})
+    tree = {
+        "host": {"data_dir": str(data_dir)},
+        "storage": {"url": f"sqlite:///{data_dir / 'hft.db'}"},
+        "brokers": {"pro": {"plugin": "xts", "url": url, **PRO, **MD, **FAST, **settings}},
+        "accounts": {"main": {"broker": "pro", "broker_account": "PRO1"}},
+    }
+    return Host(resolve_config(config_from_mapping(tree), plugins), plugins)
+
+
+def products(services: Services) -> dict[Product, int]:
+    return {p.product: p.quantity for p in services.portfolio.positions("main") if p.quantity}
+
+
+@pytest.mark.anyio
+async def test_a_trade_conversion_moves_the_position_and_survives_a_restart(
+    server: FakeXts, tmp_path: Path
+) -> None:
+    trader = User("t", Role.TRADER, Environment.LIVE, accounts=("main",))
+    async with pro_host(server.url, tmp_path).running() as services:
+        handle = services.brokers["pro"]
+        await until(lambda: handle.ready, "broker ready")
+        (order,) = await services.oms.submit(
+            trader, OrderRequest("main", "NSE:RELIANCE", Side.BUY, 10, price=129000)
+        )
+        await settled(services, trader, order.order_id, OrderStatus.OPEN)
+        broker_id = services.oms.get(trader, order.order_id).broker_order_id
+        assert broker_id is not None
+        await server.execute(int(broker_id), 10, Decimal("1290"))
+        await until(lambda: products(services) == {Product.MIS: 10}, "filled")
+
+        server.convert("PRO1", 2885, "MIS", "NRML", 4, side="Buy", success=False)  # refused
+        server.convert("PRO1", 2885, "MIS", "NRML", 6, side="Buy", key="C1")
+        server.convert("PRO1", 2885, "MIS", "NRML", 6, side="Buy", key="C1")  # a repeat
+        await until(lambda: products(services) == {Product.MIS: 4, Product.NRML: 6}, "converted")
+        # A later event is applied after the repeat: had the repeat counted, MIS would be 0.
+        server.convert("PRO1", 2885, "MIS", "NRML", 1, side="Buy", key="C2")
+        await until(
+            lambda: products(services) == {Product.MIS: 3, Product.NRML: 7}, "converted again"
+        )
+        nrml = next(p for p in services.portfolio.positions("main") if p.product is Product.NRML)
+        assert nrml.average_price == 129000
+        await services.oms.flush()
+    async with pro_host(server.url, tmp_path).running() as services:
+        assert products(services) == {Product.MIS: 3, Product.NRML: 7}
+        # Stopped only once connected: a broker closed mid-login is another story.
+        await until(lambda: services.brokers["pro"].ready, "broker ready after the restart")
+        assert products(services) == {Product.MIS: 3, Product.NRML: 7}

@@ -9,10 +9,17 @@ import json
 from decimal import Decimal
 
 import pytest
-from hft_xts import XtsNormaliser, parse_json_message, parse_partial_message
+from hft_xts import XtsNormaliser, decode_bar, parse_json_message, parse_partial_message
 from hft_xts.parsing.master import parse_index_list, parse_master, parse_master_line
 from hft_xts.parsing.ohlc import parse_ohlc
-from hft_xts.parsing.orders import map_status, order_to_update, position_to_position, trade_to_fill
+from hft_xts.parsing.orders import (
+    conversion_refusal,
+    conversion_to_event,
+    map_status,
+    order_to_update,
+    position_to_position,
+    trade_to_fill,
+)
 from hft_xts.parsing.values import from_1980_ist, ist_text_to_utc, optional_number, tick_time_ns
 from hft_xts.stream import Frame, encode_event, parse_frame
 from hypothesis import given, settings
@@ -20,7 +27,7 @@ from hypothesis import strategies as st
 from xts_fake import MASTER_LINES
 
 from hft import ValidationError
-from hft.model import Instrument, InstrumentType, OrderStatus, Product, Side, StreamMode
+from hft.model import Bar, Instrument, InstrumentType, OrderStatus, Product, Side, StreamMode
 
 FUZZ = settings(max_examples=150, deadline=None)
 
@@ -317,6 +324,65 @@ def test_fuzz_order_trade_and_position_rows(row: dict[str, object]) -> None:
             parse({**ORDER_EVENT, **row})
 
 
+CONVERSION = {
+    "LoginID": "PRO1",
+    "ClientID": "PRO1",
+    "UniqueKey": "7f3a",
+    "Success": True,
+    "ErrorMessage": "",
+    "OriginalProduct": "MIS",
+    "TargetProduct": "NRML",
+    "OriginalQty": "150",
+    "TargetQty": "150",
+    "ExchangeSegment": "NSEFO",
+    "ExchangeInstrumentId": "35001",
+    "Status": "Success",
+    "NOWTimeStamp": "2025-01-06T11:16:07",
+    "OrderSide": "Sell",
+}
+
+
+def test_a_trade_conversion_becomes_a_signed_position_conversion() -> None:
+    event = conversion_to_event("xts", CONVERSION, RESOLVE)
+    assert (event.account, event.instrument, event.key) == ("PRO1", "NFO:NIFTY26JANFUT", "7f3a")
+    assert (event.from_product, event.to_product, event.quantity) == (
+        Product.MIS,
+        Product.NRML,
+        -150,
+    )
+    assert event.at == dt.datetime(2025, 1, 6, 5, 46, 7, tzinfo=dt.UTC)
+    assert conversion_refusal(CONVERSION) is None
+    assert conversion_refusal({**CONVERSION, "Success": "true"}) is None
+    refused = {**CONVERSION, "Success": "false", "ErrorMessage": "RMS says no"}
+    assert conversion_refusal(refused) == "RMS says no"
+    assert conversion_refusal({**CONVERSION, "Status": "Rejected"}) == "Rejected"
+    assert conversion_refusal({k: v for k, v in CONVERSION.items() if k != "Success"})
+    for broken in (
+        {"UniqueKey": ""},
+        {"TargetQty": "0", "OriginalQty": ""},
+        {"TargetProduct": "MIS"},
+        {"OrderSide": "?"},
+        {"TargetQty": "1.5"},
+    ):
+        with pytest.raises(ValidationError):
+            conversion_to_event("xts", {**CONVERSION, **broken}, RESOLVE)
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(CONVERSION)),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        max_size=8,
+    )
+)
+def test_fuzz_trade_conversions(row: dict[str, object]) -> None:
+    merged = {**CONVERSION, **row}
+    conversion_refusal(merged)
+    with contextlib.suppress(ValidationError):
+        conversion_to_event("xts", merged, RESOLVE)
+
+
 # ------------------------------------------------------------------------------------------------
 # Market data
 
@@ -465,6 +531,46 @@ def test_a_bad_partial_message_changes_nothing() -> None:
 def test_bad_partial_messages_are_refused(text: str) -> None:
     with pytest.raises(ValidationError):
         normaliser().decode_partial(1501, text)
+
+
+def test_a_1505_candle_becomes_a_one_minute_bar() -> None:
+    candle = {
+        "MessageCode": 1505,
+        "MessageVersion": 4,
+        "ExchangeSegment": 2,
+        "ExchangeInstrumentID": 35001,
+        "BarTime": 1737365400,  # 09:30 IST on 20 Jan 2025, written as if it were UTC
+        "BarVolume": "1,500",
+        "Open": 24010.05,
+        "High": "24031.55",
+        "Low": 24002,
+        "Close": 24020,
+        "OpenInterest": 12345,
+        "SumOfQtyInToPrice": 0,
+    }
+    [bar] = normaliser().normalise(json.dumps(candle))
+    assert isinstance(bar, Bar)
+    start = dt.datetime(2025, 1, 20, 4, 0, tzinfo=dt.UTC)
+    assert bar == Bar(
+        "NFO:NIFTY26JANFUT",
+        int(start.timestamp()) * 10**9,
+        60,
+        2401005,
+        2403155,
+        2400200,
+        2402000,
+        1500,
+        12345,
+    )
+    rows, _ = parse_master("\n".join(MASTER_LINES))
+    future = next(r.instrument for r in rows if r.instrument.key == "NFO:NIFTY26JANFUT")
+    assert decode_bar(parse_json_message(json.dumps(candle)), future) == bar
+    without_oi = {k: v for k, v in candle.items() if k != "OpenInterest"}
+    [bar] = normaliser().normalise(json.dumps(without_oi))
+    assert isinstance(bar, Bar)
+    assert bar.open_interest is None
+    with pytest.raises(ValidationError):
+        normaliser().normalise(json.dumps({**candle, "Close": "NaN"}))
 
 
 def test_partial_values_split_on_the_first_colon_only() -> None:

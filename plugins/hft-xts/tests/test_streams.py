@@ -13,18 +13,21 @@ import pytest
 from xts_fake import FakeXts
 
 from hft.model import (
+    Bar,
     ConnectionEvent,
     ConnectionState,
     Fill,
     OrderRequest,
     OrderStatus,
     OrderUpdate,
+    PositionConversion,
+    Product,
     Side,
     StreamMode,
     Tick,
 )
 
-from .conftest import make_broker, streaming
+from .conftest import DEALER, make_broker, streaming
 
 
 def state(wanted: ConnectionState) -> object:
@@ -175,8 +178,9 @@ async def test_open_interest_candles_and_ltp_from_touchlines(
         ltp = [e for e in events.seen if isinstance(e, Tick) and e.last_price == 2402000]
         assert ltp
         assert {t.mode for t in ltp} == {StreamMode.LTP}  # 1501 touchlines, cut down to ltp
-        candle = broker.candles()["NFO:NIFTY26JANFUT"]
-        assert (candle.ohlc.close, candle.volume) == (2402000, 500)
+        bar = await events.wait(lambda e: isinstance(e, Bar) and e.close == 2402000)
+        assert (bar.instrument, bar.interval_s, bar.volume) == ("NFO:NIFTY26JANFUT", 60, 500)
+        assert bar.start_ns == 1737345600 * 10**9  # BarTime 1737365400 is IST written as UTC
         config = await broker.client_config()
         assert config["xtsMessageCode"]["ltpEvent"] == 1512
 
@@ -199,3 +203,23 @@ async def test_the_stream_can_be_closed_and_read_again(server: FakeXts, tmp_path
         await broker.close()
     async for _ in broker.events():
         raise AssertionError("a closed broker's stream yields nothing")
+
+
+@pytest.mark.anyio
+async def test_trade_conversions_reach_the_clients_account(server: FakeXts, tmp_path: Path) -> None:
+    broker = make_broker(server.url, tmp_path, DEALER)
+    async with streaming(broker) as events:
+        await events.wait(state(ConnectionState.CONNECTED))
+        server.convert("CL9", 2885, "MIS", "NRML", 5, key="K0")  # not a client this broker serves
+        server.convert("CL2", 2885, "MIS", "NRML", 5, side="Sell", success=False, key="K1")
+        server.convert("CL2", 35001, "NRML", "MIS", 75, side="Sell", key="K2", segment="NSEFO")
+        server.convert("CL2", 35001, "NRML", "MIS", 75, side="Sell", key="K2", segment="NSEFO")
+        server.convert("CL1", 2885, "MIS", "CNC", 3, key="K3")
+        last = await events.wait(lambda e: isinstance(e, PositionConversion) and e.key == "K3")
+        assert (last.account, last.quantity, last.to_product) == ("CL1", 3, Product.CNC)
+        conversions = [e for e in events.seen if isinstance(e, PositionConversion)]
+        assert [(c.key, c.account, c.instrument, c.quantity) for c in conversions] == [
+            ("K2", "CL2", "NFO:NIFTY26JANFUT", -75),
+            ("K3", "CL1", "NSE:RELIANCE", 3),
+        ]
+        assert conversions[0].from_product is Product.NRML

@@ -8,7 +8,7 @@ on a good market-data login. It is a raw ASGI app served by hypercorn's trio wor
 Logins: a Pro user ``PRO1`` (interactive key ``pro-key``/``pro-secret``), a dealer ``DEAL1``
 (``dealer-key``/``dealer-secret``) serving clients ``CL1`` and ``CL2``; market data
 ``md-key``/``md-secret``. Test controls: :meth:`execute`, :meth:`reject_next`, :meth:`trade`,
-:meth:`kick`, :meth:`invalidate_tokens`, ``silent`` (stop answering pings).
+:meth:`convert`, :meth:`kick`, :meth:`invalidate_tokens`, ``silent`` (stop answering pings).
 """
 
 from __future__ import annotations
@@ -225,6 +225,48 @@ class FakeXts:
         self._emit_interactive(order["ClientID"], "trade", trade)
         status = "Filled" if cumulative == order["OrderQuantity"] else "PartiallyFilled"
         self._set_status(order, status)
+
+    def convert(
+        self,
+        client: str,
+        token: int,
+        source: str,
+        target: str,
+        quantity: int,
+        *,
+        side: str = "Buy",
+        success: bool = True,
+        key: str = "",
+        segment: str = "NSECM",
+    ) -> None:
+        """Push a ``tradeConversion`` event (spec 6.6) as a real install writes it: numbers and
+        flags as text."""
+        key = key or f"CONV{next(self._exec_ids)}"
+        text, _ = xts_now()
+        row = {
+            "LoginID": client,
+            "ClientID": client,
+            "UniqueKey": key,
+            "Success": "true" if success else "false",
+            "ErrorMessage": "" if success else "RMS: conversion not allowed",
+            "OriginalProduct": source,
+            "TargetProduct": target,
+            "OriginalQty": str(quantity),
+            "TargetQty": str(quantity),
+            "EntityType": "Client",
+            "ExchangeSegment": segment,
+            "ExchangeInstrumentId": str(token),
+            "TargetEntityId": client,
+            "NetValue": "0",
+            "Status": "Success" if success else "Rejected",
+            "RejectionReason": "" if success else "RMS: conversion not allowed",
+            "RejectedBy": "" if success else "RMS",
+            "Price": "0",
+            "NOWTimeStamp": text,
+            "OrderSide": side,
+            "IsProOrder": "false",
+        }
+        self._emit_interactive(client, "tradeConversion", row)
 
     # Market-data payloads ---------------------------------------------------------------------
 

@@ -429,8 +429,10 @@ class HostApi:
                 ).SerializeToString()
                 cache[key] = (item, encoded)
                 events.append(encoded)
-            else:
+            elif isinstance(item, ConnectionEvent):
                 events.append(_connection_event(item))
+            # A Bar is skipped: MarketEvent has no bar message yet, and an old client must not
+            # meet an unknown oneof case (README, "Market data").
         return c.repeated_field(1, events)
 
     # PortfolioService -------------------------------------------------------------------------

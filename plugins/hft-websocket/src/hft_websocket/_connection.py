@@ -94,6 +94,7 @@ class Connection:
         self._scale_of = find_instrument_scale
         self._bucket = TokenBucket(config.rate_limit_per_s, config.rate_limit_burst)
         self.market: dict[str, Encoded] = {}
+        self.bars: dict[str, bytes] = {}
         self.records: dict[StreamMode, dict[str, bytes]] = {mode: {} for mode in MODE_CODE}
         self.modes: dict[str, StreamMode] = {}
         self.binary = False
@@ -116,6 +117,7 @@ class Connection:
                 self.binary
                 and not self._outbox
                 and not self.market
+                and not self.bars
                 and self._closing is None
                 and self._send_records_now()
             ):
@@ -467,6 +469,7 @@ class Connection:
             if (
                 not self._outbox
                 and not self.market
+                and not self.bars
                 and not any(self.records.values())
                 and not self._frames.has_tail
             ):
@@ -486,7 +489,8 @@ class Connection:
             await self._send_market()
 
     async def _send_market(self) -> None:
-        """Everything pending, in as few messages as ``max_frame_records`` allows."""
+        """Everything pending, in as few messages as ``max_frame_records`` allows; then each
+        pending bar as a ``bar`` message, in either encoding."""
         ws = self.ws
         chunk = self._config.max_frame_records
         if self.market:
@@ -506,6 +510,12 @@ class Connection:
             for start in range(0, len(records), chunk):
                 frame = codec.encode_frame(code, self._next_seq(), records[start : start + chunk])
                 await self._frames.send(frame)
+        if self.bars:
+            bars, self.bars = list(self.bars.values()), {}
+            await self._frames.flush()  # a binary frame's tail must not interleave with text
+            for bar in bars:
+                head = b'{"type":"bar","seq":%d,"bar":' % self._next_seq()
+                await ws.send_message((head + bar + b"}").decode())
 
     async def _heartbeat(self) -> None:
         config = self._config

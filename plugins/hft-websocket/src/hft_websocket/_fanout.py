@@ -5,6 +5,10 @@ pump per mode encodes each tick once (a shared :class:`Encoded`: binary record b
 JSON on first use) and stores it in the pending dict of every connection that wants that
 instrument at that mode. A pending dict holds one entry per instrument, so a connection that is
 behind is conflated to the latest tick and never slows the pump or its neighbours.
+
+Bars reach a connection through the pump of the mode it has the instrument at, encoded once as
+the JSON of a ``bar`` message (whatever the connection's encoding), and are conflated the same
+way in a pending dict of their own: a connection that is behind gets the newest bar.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import anyio
 import orjson
 
 from hft._hub import MarketDataHub, Subscription
-from hft.model import StreamMode, Tick
+from hft.model import Bar, StreamMode, Tick
 from hft_websocket import codec
-from hft_websocket._protocol import tick_json
+from hft_websocket._protocol import bar_json, tick_json
 
 __all__ = ["Encoded", "Fanout", "Sink"]
 
@@ -99,6 +103,8 @@ class Sink(Protocol):
     market: dict[str, Encoded]
     #: Binary connections: mode → instrument → the latest undelivered record of that mode.
     records: dict[StreamMode, dict[str, bytes]]
+    #: instrument → the latest undelivered bar, as the JSON of its ``bar`` object.
+    bars: dict[str, bytes]
     #: instrument → the mode this connection has it at; kept by :class:`Fanout`.
     modes: dict[str, StreamMode]
 
@@ -154,6 +160,10 @@ class Fanout:
             latest = self._hub.latest(key)
             if latest is not None:
                 _put(sink, key, Encoded(latest, mode, iid, self._scales[key]))
+            bar = self._hub.latest_bar(key)
+            if bar is not None and old is None:
+                sink.bars[key] = self._bar(bar)
+                sink.wake()
         if fresh:
             self._subs[mode].add(fresh, mode)
 
@@ -165,10 +175,15 @@ class Fanout:
             if mode is not None:
                 self._unroute(sink, key, mode)
                 sink.market.pop(key, None)
+                sink.bars.pop(key, None)
                 for pending in sink.records.values():
                     pending.pop(key, None)
                 removed.append(key)
         return removed
+
+    def _bar(self, bar: Bar) -> bytes:
+        key = bar.instrument
+        return orjson.dumps(bar_json(bar, self.iid(key), self._scales[key]))
 
     def drop(self, sink: Sink) -> None:
         self.remove(sink, list(sink.modes))
@@ -202,6 +217,12 @@ class Fanout:
             touched: dict[Sink, None] = {}
             for tick in batch:
                 if not isinstance(tick, Tick):
+                    if isinstance(tick, Bar) and (sinks := routes.get(tick.instrument)):
+                        encoded = self._bar(tick)
+                        for sink in sinks:
+                            sink.bars[tick.instrument] = encoded
+                        touched.update(sinks)
+                        delivered += len(sinks)
                     continue  # broker connection events are not part of the protocol
                 key = tick.instrument
                 sinks = routes.get(key)

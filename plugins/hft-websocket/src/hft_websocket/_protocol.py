@@ -15,6 +15,7 @@ import attrs
 import orjson
 
 from hft.model import (
+    Bar,
     ModifyRequest,
     Order,
     OrderType,
@@ -38,6 +39,7 @@ __all__ = [
     "Submit",
     "Subscribe",
     "Unsubscribe",
+    "bar_json",
     "order_json",
     "parse",
     "position_json",
@@ -363,3 +365,19 @@ def tick_json(tick: Tick, iid: int, mode: StreamMode, scale: int) -> dict[str, A
         ],
     )
     return out
+
+
+def bar_json(bar: Bar, iid: int, scale: int) -> dict[str, Any]:
+    """Section 5's bar object (the ``bar`` field of a ``bar`` message)."""
+    return {
+        "instrument": bar.instrument,
+        "iid": iid,
+        "start_ns": bar.start_ns,
+        "interval_s": bar.interval_s,
+        "open": format_price(bar.open, scale),
+        "high": format_price(bar.high, scale),
+        "low": format_price(bar.low, scale),
+        "close": format_price(bar.close, scale),
+        "volume": bar.volume,
+        "open_interest": bar.open_interest,
+    }

@@ -7,7 +7,7 @@
         orders = await client.submit(account="sim", instrument="NSE:INFY", side="BUY",
                                      quantity=1, price="1500.00")
         async for event in client:
-            ...  # Tick, OrderEvent, PositionEvent, Connected, Disconnected
+            ...  # Tick, Bar, OrderEvent, PositionEvent, Connected, Disconnected
 
 It runs on anyio (trio or asyncio). When the connection drops, the client reconnects with
 exponential backoff, resumes the order events from the last one it received (none is lost or
@@ -39,6 +39,7 @@ from hft_websocket._wsclient import Closed, WebSocket
 
 __all__ = [
     "AuthFailed",
+    "Bar",
     "Client",
     "Connected",
     "ConnectionLost",
@@ -97,6 +98,21 @@ class Tick:
 
 
 @attrs.frozen
+class Bar:
+    """One OHLC bar of a subscribed instrument (``bar`` messages); prices as exact decimals."""
+
+    instrument: str
+    start_ns: int
+    interval_s: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+    open_interest: int | None = None
+
+
+@attrs.frozen
 class OrderEvent:
     order_seq: int
     kind: str
@@ -121,7 +137,7 @@ class Disconnected:
     reason: str
 
 
-Event: TypeAlias = Tick | OrderEvent | PositionEvent | Connected | Disconnected
+Event: TypeAlias = Tick | Bar | OrderEvent | PositionEvent | Connected | Disconnected
 
 
 @attrs.define
@@ -363,6 +379,21 @@ class Client:
         elif kind == "ticks":
             for t in message["ticks"]:
                 self._send_events.send_nowait(_tick_from_json(t))
+        elif kind == "bar":
+            b = message["bar"]
+            self._send_events.send_nowait(
+                Bar(
+                    b["instrument"],
+                    b["start_ns"],
+                    b["interval_s"],
+                    Decimal(b["open"]),
+                    Decimal(b["high"]),
+                    Decimal(b["low"]),
+                    Decimal(b["close"]),
+                    b["volume"],
+                    b["open_interest"],
+                )
+            )
         elif kind == "order":
             self.last_order_seq = int(message["order_seq"])
             self._send_events.send_nowait(

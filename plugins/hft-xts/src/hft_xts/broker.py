@@ -20,6 +20,16 @@ the orders this broker has seen are read and whatever the socket missed is yield
 Order updates pass a filter: a repeated identical view, a status the state machine cannot reach
 from the last one yielded, or a filled quantity going down (a stale socket event racing a book
 read) is dropped. Fills are yielded once per ``ExecutionID``.
+
+Quantities: with ``quantity_unit = "lots"`` (spec open question 1) every quantity sent is divided
+by the instrument's lot size (:meth:`XtsBroker.wire_quantity`) and every quantity received (order
+updates, fills, positions, conversions) multiplied back (:meth:`XtsBroker._in_units`), so the rest
+of hft always counts units.
+
+A ``tradeConversion`` event that reports a done conversion is yielded as a
+:class:`~hft.model.PositionConversion` (once per ``UniqueKey``; the OMS moves the quantity between
+the products); a refused one is logged. ``position`` events are informational (hft's positions
+come from fills, and reconciliation compares them with the broker's books) and logged at debug.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 from urllib.parse import urlencode, urlsplit
 
 import anyio
@@ -52,6 +62,7 @@ from hft._resilience import Backoff
 from hft.contracts import Broker, BrokerEvent
 from hft.model import (
     TRANSITIONS,
+    Bar,
     ConnectionEvent,
     ConnectionState,
     Fill,
@@ -63,12 +74,13 @@ from hft.model import (
     OrderType,
     OrderUpdate,
     Position,
+    PositionConversion,
     StreamMode,
     Tick,
 )
 from hft_xts.config import XtsConfig
 from hft_xts.normaliser import XtsNormaliser
-from hft_xts.parsing.marketdata import DEPTH, TOUCHLINE, Candle
+from hft_xts.parsing.marketdata import CANDLE, DEPTH, TOUCHLINE, Candle
 from hft_xts.parsing.master import SEGMENT_CODES, MasterRow, parse_index_list, parse_master
 from hft_xts.parsing.ohlc import parse_ohlc
 from hft_xts.parsing.orders import (
@@ -77,6 +89,8 @@ from hft_xts.parsing.orders import (
     TIME_IN_FORCE,
     Balance,
     balance_from_result,
+    conversion_refusal,
+    conversion_to_event,
     holdings_from_result,
     order_to_update,
     position_to_position,
@@ -121,12 +135,14 @@ class XtsBroker(Broker):
         self._dealer = False
         self._instruments: list[Instrument] = []
         self._by_token: dict[tuple[str, int], Instrument] = {}
+        self._by_key: dict[str, Instrument] = {}
         self._normaliser = XtsNormaliser(())
         self._subs: dict[str, tuple[Instrument, int, StreamMode]] = {}  # key → (…, code, mode)
         self._extra: dict[int, dict[str, Instrument]] = {}  # other codes (1505, 1510)
         self.remaining_subscriptions: int | None = None
         self._seen: dict[str, _Seen] = {}
         self._fills: set[str] = set()
+        self._conversions: set[str] = set()  # UniqueKeys of conversions yielded
         self._order_accounts: dict[str, str] = {}
         self._joins = 0  # joins of the interactive socket so far
         self._closed = anyio.Event()
@@ -245,6 +261,7 @@ class XtsBroker(Broker):
             by_key.setdefault(row.instrument.key, row.instrument)
         self._instruments = list(by_key.values())
         self._by_token = {(i.segment, i.token): i for i in self._instruments}
+        self._by_key = {i.key: i for i in self._instruments}
         self._normaliser = XtsNormaliser(self._instruments)
 
     def _resolve(self, segment: str, token: int) -> Instrument | None:
@@ -288,11 +305,78 @@ class XtsBroker(Broker):
     def _price(instrument: Instrument, units: int | None) -> Decimal:
         return instrument.decimal(units) if units is not None else Decimal(0)
 
+    def wire_quantity(self, instrument: Instrument, quantity: int, what: str = "quantity") -> int:
+        """``quantity`` (units) as XTS is sent it: as it is, or in lots with ``quantity_unit =
+        "lots"``, where a quantity that is not a whole number of lots is a ValidationError."""
+        if self.config.quantity_unit == "units":
+            return quantity
+        lots, rest = divmod(quantity, instrument.lot_size)
+        if rest:
+            raise ValidationError(
+                f"{instrument.key}: {what} {quantity} is not a whole number of lots of "
+                f"{instrument.lot_size}, and broker {self.name!r} sends lots",
+                code="xts_bad_lot",
+            )
+        return lots
+
+    def _order_quantities(
+        self, instrument: Instrument, quantity: int, disclosed: int
+    ) -> tuple[int, int]:
+        """An order's quantity and disclosed quantity on the wire; refused as BrokerRejected, as
+        every order the plugin refuses before sending is, so the OMS rejects the order rather
+        than leaving its outcome unknown."""
+        try:
+            return (
+                self.wire_quantity(instrument, quantity),
+                self.wire_quantity(instrument, disclosed, "disclosed quantity"),
+            )
+        except ValidationError as exc:
+            raise BrokerRejected(exc.message, code=exc.code) from None
+
+    @overload
+    def _in_units(self, event: OrderUpdate) -> OrderUpdate: ...
+    @overload
+    def _in_units(self, event: Fill) -> Fill: ...
+    @overload
+    def _in_units(self, event: Position) -> Position: ...
+    @overload
+    def _in_units(self, event: PositionConversion) -> PositionConversion: ...
+    def _in_units(
+        self, event: OrderUpdate | Fill | Position | PositionConversion
+    ) -> OrderUpdate | Fill | Position | PositionConversion:
+        """A received order update, fill, position or conversion with its quantities in units."""
+        if self.config.quantity_unit == "units":
+            return event
+        known = self._by_key.get(event.instrument)
+        lot = known.lot_size if known is not None else 1  # an instrument this process lacks
+        if lot == 1:
+            return event
+        if isinstance(event, OrderUpdate):
+            return attrs.evolve(
+                event,
+                quantity=None if event.quantity is None else event.quantity * lot,
+                filled_quantity=event.filled_quantity * lot,
+                pending_quantity=None
+                if event.pending_quantity is None
+                else event.pending_quantity * lot,
+            )
+        if isinstance(event, Position):
+            return attrs.evolve(
+                event,
+                quantity=event.quantity * lot,
+                buy_quantity=event.buy_quantity * lot,
+                sell_quantity=event.sell_quantity * lot,
+            )
+        return attrs.evolve(event, quantity=event.quantity * lot)
+
     async def place_order(
         self, broker_account: str, instrument: Instrument, request: OrderRequest
     ) -> str:
         client = self._client(broker_account)
         self._check(instrument, request)
+        quantity, disclosed = self._order_quantities(
+            instrument, request.quantity, request.disclosed_quantity
+        )
         body: dict[str, Any] = {
             "exchangeSegment": instrument.segment,
             "exchangeInstrumentID": instrument.token,
@@ -300,8 +384,8 @@ class XtsBroker(Broker):
             "orderType": ORDER_TYPES[request.order_type],
             "orderSide": request.side.value,
             "timeInForce": TIME_IN_FORCE[request.time_in_force],
-            "disclosedQuantity": request.disclosed_quantity,
-            "orderQuantity": request.quantity,
+            "disclosedQuantity": disclosed,
+            "orderQuantity": quantity,
             "limitPrice": self._price(instrument, request.price),
             "stopPrice": self._price(instrument, request.trigger_price),
             "orderUniqueIdentifier": request.client_order_id[:20],
@@ -350,7 +434,11 @@ class XtsBroker(Broker):
         current = rows[-1]
         order_type = request.order_type or _order_type(text(field(current, "OrderType")))
         scale = instrument.price_scale
-        quantity = request.quantity or quantity_of(field(current, "OrderQuantity"))
+        quantity = (
+            request.quantity
+            or self._in_units(order_to_update(self.name, current, self._resolve)).quantity
+            or 0
+        )
         price = request.price
         if price is None and order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
             price = price_units(field(current, "OrderPrice"), scale) or 0
@@ -374,7 +462,7 @@ class XtsBroker(Broker):
             "appOrderID": int(broker_order_id),
             "modifiedProductType": text(field(current, "ProductType")),
             "modifiedOrderType": ORDER_TYPES[order_type],
-            "modifiedOrderQuantity": quantity,
+            "modifiedOrderQuantity": self._order_quantities(instrument, quantity, 0)[0],
             "modifiedDisclosedQuantity": quantity_of(field(current, "OrderDisclosedQuantity")),
             "modifiedLimitPrice": self._price(instrument, price),
             "modifiedStopPrice": self._price(instrument, trigger),
@@ -424,13 +512,16 @@ class XtsBroker(Broker):
                 instrument.check_price(value)
             except ValidationError as exc:
                 raise BrokerRejected(exc.message, code=exc.code) from None
+        quantity, disclosed = self._order_quantities(
+            instrument, request.quantity, request.disclosed_quantity
+        )
         body: dict[str, Any] = {
             "exchangeSegment": instrument.segment,
             "exchangeInstrumentID": instrument.token,
             "orderType": ORDER_TYPES[request.order_type],
             "orderSide": request.side.value,
-            "disclosedQuantity": request.disclosed_quantity,
-            "orderQuantity": request.quantity,
+            "disclosedQuantity": disclosed,
+            "orderQuantity": quantity,
             "limitPrice": self._price(instrument, request.price),
             # Spelt without the "e" by the SDK and the sample requests (spec 4.1).
             "squarOff": self._price(instrument, square_off),
@@ -470,7 +561,7 @@ class XtsBroker(Broker):
     ) -> None:
         body: dict[str, Any] = {
             "appOrderID": int(broker_order_id),
-            "orderQuantity": quantity,
+            "orderQuantity": self._order_quantities(instrument, quantity, 0)[0],
             "limitPrice": self._price(instrument, price),
             "stopLossPrice": self._price(instrument, stop_loss),
             **self._client(broker_account),
@@ -505,13 +596,16 @@ class XtsBroker(Broker):
             instrument.check_price(stop_price)
         except ValidationError as exc:
             raise BrokerRejected(exc.message, code=exc.code) from None
+        quantity, disclosed = self._order_quantities(
+            instrument, request.quantity, request.disclosed_quantity
+        )
         body: dict[str, Any] = {
             "exchangeSegment": instrument.segment,
             "exchangeInstrumentID": instrument.token,
             "orderSide": request.side.value,
             "orderType": ORDER_TYPES[request.order_type],
-            "orderQuantity": request.quantity,
-            "disclosedQuantity": request.disclosed_quantity,
+            "orderQuantity": quantity,
+            "disclosedQuantity": disclosed,
             "limitPrice": self._price(instrument, request.price),
             "stopPrice": self._price(instrument, stop_price),
             "apiOrderSource": "hft",
@@ -574,7 +668,7 @@ class XtsBroker(Broker):
     async def orders(self, broker_account: str) -> list[OrderUpdate]:
         path = "/orders/dealerorderbook" if self._dealer else "/orders"
         updates = [
-            order_to_update(self.name, r, self._resolve)
+            self._in_units(order_to_update(self.name, r, self._resolve))
             for r in await self._rows(path, broker_account, "order book")
         ]
         return [
@@ -599,14 +693,17 @@ class XtsBroker(Broker):
         """Every state the order went through, oldest first."""
         rows = await self._history_rows(broker_account, broker_order_id)
         return [
-            attrs.evolve(order_to_update(self.name, r, self._resolve), account=broker_account)
+            attrs.evolve(
+                self._in_units(order_to_update(self.name, r, self._resolve)),
+                account=broker_account,
+            )
             for r in rows
         ]
 
     async def trades(self, broker_account: str) -> list[Fill]:
         path = "/orders/dealertradebook" if self._dealer else "/orders/trades"
         fills = [
-            trade_to_fill(r, self._resolve)
+            self._in_units(trade_to_fill(r, self._resolve))
             for r in await self._rows(path, broker_account, "trade book")
         ]
         return [
@@ -621,7 +718,7 @@ class XtsBroker(Broker):
         rows = await self._rows(
             path, broker_account, "positions", dayOrNet="DayWise" if day_wise else "NetWise"
         )
-        positions = [position_to_position(r, self._resolve) for r in rows]
+        positions = [self._in_units(position_to_position(r, self._resolve)) for r in rows]
         kept = [p for p in positions if self._mine(broker_account, p.account)]
         for position in kept:
             position.account = broker_account
@@ -688,7 +785,7 @@ class XtsBroker(Broker):
             ):
                 if isinstance(payload, str | bytes):
                     tick = normaliser.decode_json(payload)
-                    if tick is not None:
+                    if isinstance(tick, Tick):
                         ticks[tick.instrument] = tick
         return ticks
 
@@ -726,10 +823,6 @@ class XtsBroker(Broker):
             else ""
         )
         return parse_ohlc(text(bars), instrument)
-
-    def candles(self) -> dict[str, Candle]:
-        """The latest 1505 bar per instrument key streamed so far."""
-        return dict(self._normaliser.candles)
 
     @staticmethod
     def _md_list(instruments: Iterable[Instrument]) -> list[dict[str, int]]:
@@ -978,9 +1071,11 @@ class XtsBroker(Broker):
             quotes = field(result, "listQuotes", default=[]) if isinstance(result, Mapping) else []
             for payload in quotes or []:
                 if isinstance(payload, str | bytes):
-                    tick = self._normaliser.decode_json(payload)
-                    if tick is not None:
-                        await self._on_tick(tick)
+                    item = self._normaliser.decode_json(payload)
+                    if isinstance(item, Bar):
+                        await self._on_bar(item)
+                    elif item is not None:
+                        await self._on_tick(item)
 
     async def _down(self, kind: _Kind, reason: str, *, fatal: bool = False) -> None:
         self._up.discard(kind)
@@ -1010,8 +1105,17 @@ class XtsBroker(Broker):
         except ValidationError as exc:
             log.warning("xts.bad_tick", broker=self.name, socket_event=name, error=exc.message)
             return
-        for tick in ticks:
-            await self._on_tick(tick)
+        for item in ticks:
+            if isinstance(item, Bar):
+                await self._on_bar(item)
+            else:
+                await self._on_tick(item)
+
+    async def _on_bar(self, bar: Bar) -> None:
+        # Only what is subscribed (subscribe_extra(..., 1505)): a late candle after an
+        # unsubscription is dropped, as ticks are.
+        if bar.instrument in self._extra.get(CANDLE, {}):
+            await self._emit(bar)
 
     async def _on_tick(self, tick: Tick) -> None:
         sub = self._subs.get(tick.instrument)
@@ -1043,12 +1147,17 @@ class XtsBroker(Broker):
             if not isinstance(row, Mapping):
                 raise ValidationError(f"{name} event is not an object", code="xts_bad_payload")
             if name == "order":
-                await self._order_update(order_to_update(self.name, row, self._resolve))
+                await self._order_update(
+                    self._in_units(order_to_update(self.name, row, self._resolve))
+                )
             elif name == "trade":
-                await self._fill(trade_to_fill(row, self._resolve))
+                await self._fill(self._in_units(trade_to_fill(row, self._resolve)))
+            elif name == "tradeConversion":
+                await self._conversion(row)
             else:
-                # Positions are read from the books; conversions only change the product.
-                log.info("xts.portfolio_event", broker=self.name, socket_event=name)
+                # Informational: positions come from fills, and reconciliation compares them
+                # with the broker's books.
+                log.debug("xts.position_event", broker=self.name)
         except ValidationError as exc:
             log.warning("xts.bad_event", broker=self.name, socket_event=name, error=exc.message)
 
@@ -1082,6 +1191,19 @@ class XtsBroker(Broker):
         self._seen[order_id] = _Seen(update.status, update.filled_quantity, view)
         self._order_accounts.setdefault(order_id, account)
         await self._emit(update)
+
+    async def _conversion(self, row: Mapping[str, Any]) -> None:
+        key = text(field(row, "UniqueKey"))
+        refused = conversion_refusal(row)
+        if refused is not None:
+            log.warning("xts.conversion_refused", broker=self.name, key=key, reason=refused)
+            return
+        event = self._in_units(conversion_to_event(self.name, row, self._resolve))
+        account = self._account_of(event.account)
+        if account is None or event.key in self._conversions:
+            return  # a client of the dealer this broker does not serve, or a repeat
+        self._conversions.add(event.key)
+        await self._emit(attrs.evolve(event, account=account))
 
     async def _fill(self, fill: Fill) -> None:
         account = self._account_of(fill.account)

@@ -82,6 +82,10 @@ class XtsConfig:
     broadcast_mode: Literal["Full", "Partial"] = "Full"
     #: Message code for ``ltp`` subscriptions: 1512, or 1501 on installs without 1512.
     ltp_message_code: Literal[1501, 1512] = 1512
+    #: The unit of order quantities on the wire (spec open question 1): ``units`` (shares or
+    #: contracts, what production integrations send) or ``lots`` (what Symphony's field
+    #: reference says): quantities sent are divided by the lot size, received ones multiplied.
+    quantity_unit: Literal["units", "lots"] = "units"
     #: Verify TLS certificates (the official SDKs turn this off; do not).
     verify_tls: bool = True
     #: Time limit of one REST call.

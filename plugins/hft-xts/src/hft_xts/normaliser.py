@@ -4,7 +4,8 @@
 socket.io event frame (``42["1501-json-full","{...}"]``, ``42["1502-json-partial","t:1_22,..."]``)
 or a bare full-mode JSON payload (it names its ``MessageCode``). A bare partial-mode text names no
 message code, so it goes through :meth:`XtsNormaliser.decode_partial` with the code from its event
-name. Unknown instruments and message codes that are not ticks decode to nothing.
+name. A full-mode 1505 candle decodes to a one-minute :class:`~hft.model.Bar`. Unknown
+instruments and message codes that are neither ticks nor candles decode to nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from typing import Any, Final
 
 from hft import ValidationError
 from hft.contracts import BrokerEvent
-from hft.model import Instrument, Tick
+from hft.model import Bar, Instrument, Tick
 from hft_xts.parsing.marketdata import (
     CANDLE,
-    Candle,
     MarketDataDecoder,
-    decode_candle,
+    decode_bar,
     parse_json_message,
 )
 from hft_xts.stream import parse_frame
@@ -44,8 +44,6 @@ class XtsNormaliser:
 
     def __init__(self, instruments: Iterable[Instrument]) -> None:
         self.decoder = MarketDataDecoder(instruments)
-        #: The latest 1505 bar per instrument key (bars are not broker events).
-        self.candles: dict[str, Candle] = {}
 
     def normalise(self, payload: bytes | str) -> list[BrokerEvent]:
         text = payload.decode("utf-8", "strict") if isinstance(payload, bytes) else payload
@@ -54,10 +52,10 @@ class XtsNormaliser:
             if frame.kind != "event":
                 return []
             return list(self.decode_event(frame.event, frame.data))
-        tick = self.decode_json(text)
-        return [tick] if tick is not None else []
+        item = self.decode_json(text)
+        return [item] if item is not None else []
 
-    def decode_event(self, name: str, data: Any) -> Sequence[Tick]:
+    def decode_event(self, name: str, data: Any) -> Sequence[Tick | Bar]:
         """One socket event by name (``1501-json-full``) with its string payload."""
         found = event_code(name)
         if found is None:
@@ -65,18 +63,19 @@ class XtsNormaliser:
         code, partial = found
         if not isinstance(data, str):
             raise ValidationError(f"{name} payload is not a string", code="xts_bad_payload")
-        tick = self.decode_partial(code, data) if partial else self.decode_json(data)
-        return (tick,) if tick is not None else ()
+        item = self.decode_partial(code, data) if partial else self.decode_json(data)
+        return (item,) if item is not None else ()
 
-    def decode_json(self, payload: str | bytes) -> Tick | None:
-        """A full-mode 15xx JSON payload as a tick (None: not a tick, or an unknown instrument)."""
+    def decode_json(self, payload: str | bytes) -> Tick | Bar | None:
+        """A full-mode 15xx JSON payload as a tick, or a bar for a 1505 candle (None: neither,
+        or an unknown instrument)."""
         message = parse_json_message(payload)
         if message["MessageCode"] == CANDLE:
             segment, token = message.get("ExchangeSegment"), message.get("ExchangeInstrumentID")
             if isinstance(segment, int) and isinstance(token, int):
                 instrument = self.decoder.instrument(segment, token)
                 if instrument is not None:
-                    self.candles[instrument.key] = decode_candle(message, instrument)
+                    return decode_bar(message, instrument)
             return None
         return self.decoder.full(message)
 

@@ -12,7 +12,8 @@ Which message code gives which tick:
 - 1501 touchline → a ``quote`` tick (last trade, volume, day OHLC, best bid and ask);
 - 1502 market depth → a ``full`` tick (the touchline plus five levels each side);
 - 1510 open interest → the instrument's latest tick again, with ``open_interest`` set;
-- 1505 candles → not a tick: :func:`decode_candle` gives a :class:`Candle`.
+- 1505 candles → not a tick: :func:`decode_bar` gives a :class:`~hft.model.Bar` (one minute),
+  :func:`decode_candle` the same bar as a :class:`Candle`.
 
 Times are seconds since 1980 on the IST wall clock (:func:`~hft_xts.parsing.values.from_1980_ist`).
 """
@@ -27,18 +28,20 @@ from typing import Any, Final
 import attrs
 
 from hft import ValidationError
-from hft.model import Depth, DepthLevel, Instrument, Ohlc, StreamMode, Tick
+from hft.model import Bar, Depth, DepthLevel, Instrument, Ohlc, StreamMode, Tick
 from hft_xts.parsing.master import SEGMENT_CODES
 from hft_xts.parsing.values import field, loads, optional_number, price_units, tick_time_ns
 
 __all__ = [
     "CANDLE",
+    "CANDLE_INTERVAL_S",
     "DEPTH",
     "LTP",
     "OPEN_INTEREST",
     "TOUCHLINE",
     "Candle",
     "MarketDataDecoder",
+    "decode_bar",
     "decode_candle",
     "parse_json_message",
     "parse_partial_message",
@@ -49,6 +52,8 @@ DEPTH: Final = 1502
 CANDLE: Final = 1505
 OPEN_INTEREST: Final = 1510
 LTP: Final = 1512
+#: 1505 candles are one-minute bars (the message names no interval).
+CANDLE_INTERVAL_S: Final = 60
 _MODES: Final = {LTP: StreamMode.LTP, TOUCHLINE: StreamMode.QUOTE, DEPTH: StreamMode.FULL}
 
 #: Partial-mode keys → full-mode field names (spec 6.5); ``o`` is OpenInterest in 1510.
@@ -389,4 +394,23 @@ def decode_candle(message: Mapping[str, Any], instrument: Instrument) -> Candle:
         Ohlc(o, h, low, c),
         _whole(field(message, "BarVolume")) or 0,
         _whole(field(message, "OpenInterest")) or 0,
+    )
+
+
+def decode_bar(message: Mapping[str, Any], instrument: Instrument) -> Bar:
+    """A parsed 1505 message as a one-minute :class:`~hft.model.Bar` for ``instrument``
+    (``open_interest`` None when the message has none); ValidationError as
+    :func:`decode_candle`."""
+    candle = decode_candle(message, instrument)
+    ohlc = candle.ohlc
+    return Bar(
+        instrument.key,
+        int(candle.start.timestamp()) * 1_000_000_000,
+        CANDLE_INTERVAL_S,
+        ohlc.open,
+        ohlc.high,
+        ohlc.low,
+        ohlc.close,
+        candle.volume,
+        _whole(field(message, "OpenInterest")),
     )

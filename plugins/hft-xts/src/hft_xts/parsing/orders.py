@@ -3,8 +3,10 @@
 Order-book rows, order-history rows and ``order`` socket events share one shape (spec 4.6), so
 :func:`order_to_update` reads all three; ``trade`` events and trade-book rows go through
 :func:`trade_to_fill`. Positions come in two schemas (REST ``positionList`` and the ``position``
-event), both read by :func:`position_to_position`. Enum tables raise on unknown request values
-and map unknown *response* statuses to open (spec 4.5: expect strings not in the table).
+event), both read by :func:`position_to_position`. ``tradeConversion`` events (a product
+conversion, spec 6.6) go through :func:`conversion_refusal` and :func:`conversion_to_event`.
+Enum tables raise on unknown request values and map unknown *response* statuses to open (spec
+4.5: expect strings not in the table).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hft.model import (
     OrderType,
     OrderUpdate,
     Position,
+    PositionConversion,
     Product,
     Side,
     TimeInForce,
@@ -45,6 +48,8 @@ __all__ = [
     "Balance",
     "Resolver",
     "balance_from_result",
+    "conversion_refusal",
+    "conversion_to_event",
     "holdings_from_result",
     "map_status",
     "order_to_update",
@@ -219,6 +224,67 @@ def position_to_position(row: Mapping[str, Any], resolve: Resolver) -> Position:
         buy_value=buy_value,
         sell_quantity=sell_qty,
         sell_value=sell_value,
+    )
+
+
+_TRUE: Final = frozenset({"true", "1", "yes", "success"})
+_REFUSED: Final = frozenset({"rejected", "failed", "failure", "error", "cancelled"})
+
+
+def conversion_refusal(row: Mapping[str, Any]) -> str | None:
+    """Why a ``tradeConversion`` event says the conversion did not happen, or None if it did.
+
+    Only an explicit success counts: ``Success`` true (a boolean, or text such as ``"true"``)
+    and no ``Status`` saying it was refused. The reason is XTS's own (``ErrorMessage``,
+    ``RejectionReason``) when it gives one.
+    """
+    success = field(row, "Success")
+    ok = success is True or text(success).lower() in _TRUE
+    status = text(field(row, "Status")).replace(" ", "").lower()
+    if ok and status not in _REFUSED:
+        return None
+    return (
+        text(field(row, "ErrorMessage"))
+        or text(field(row, "RejectionReason"))
+        or text(field(row, "Status"))
+        or f"Success is {success!r}"
+    )
+
+
+def conversion_to_event(
+    broker: str, row: Mapping[str, Any], resolve: Resolver
+) -> PositionConversion:
+    """A successful ``tradeConversion`` event as a :class:`PositionConversion` (account: the
+    event's ``ClientID``).
+
+    The quantity moved is ``TargetQty`` (``OriginalQty`` when that is absent), in the wire's
+    unit, signed by ``OrderSide``: a conversion of a long (buy) position moves ``+q``, of a
+    short one ``-q``. Numbers may be text; a missing ``UniqueKey``, product, side or quantity
+    is a :class:`ValidationError`.
+    """
+    key = text(field(row, "UniqueKey"))
+    if not key:
+        raise ValidationError("a tradeConversion has no UniqueKey", code="xts_bad_payload")
+    moved = quantity(field(row, "TargetQty"), "converted quantity") or quantity(
+        field(row, "OriginalQty"), "converted quantity"
+    )
+    if moved <= 0:
+        raise ValidationError(f"tradeConversion {key} moves no quantity", code="xts_bad_payload")
+    instrument, _ = _key_and_scale(row, resolve)
+    side = _side(field(row, "OrderSide"))
+    try:
+        at = ist_text_to_utc(field(row, "NOWTimeStamp")) or utcnow()
+    except ValidationError:
+        at = utcnow()  # the time is informational; an odd format must not lose the conversion
+    return PositionConversion(
+        broker=broker,
+        account=text(field(row, "ClientID", "UserId", "AccountID")),
+        instrument=instrument,
+        from_product=product(field(row, "OriginalProduct")),
+        to_product=product(field(row, "TargetProduct")),
+        quantity=side.sign * moved,
+        key=key,
+        at=at,
     )
 
 
