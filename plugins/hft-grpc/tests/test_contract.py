@@ -150,6 +150,17 @@ def test_any_place_request_converts_or_is_refused_cleanly(
     assert refused.status == 400
 
 
+@pytest.mark.parametrize("price", ["0", "0.00", "-1"])
+def test_a_price_that_is_not_positive_is_refused(price: str) -> None:
+    request = orders_pb2.PlaceRequest(
+        account="a", instrument="NSE:INFY", side=common_pb2.SIDE_BUY, quantity=1, price=price
+    )
+    with pytest.raises(ValidationError) as refused:
+        _convert.order_request(request, 2)
+    assert refused.value.code == "invalid"
+    assert refused.value.status == 400
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     request=st.builds(

@@ -180,9 +180,12 @@ def _price_in(text: str, scale: int, field: str) -> int:
             f"{field} {text[:40]!r} is not a positive decimal price like 1500.05", code="invalid"
         )
     try:
-        return to_price_units(text, scale)
+        units = to_price_units(text, scale)
     except ValidationError as exc:
         raise ValidationError(f"{field}: {exc.message}", code="invalid") from None
+    if units <= 0:  # "0" and "0.00" match the pattern
+        raise ValidationError(f"{field} must be positive, got {text!r}", code="invalid")
+    return units
 
 
 def _quantity_in(value: int, field: str) -> int:
