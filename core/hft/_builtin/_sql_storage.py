@@ -17,18 +17,19 @@ that only the culprit fails. A lost connection fails every job of the batch with
 :class:`~hft.NetworkError`. A caller cancelled while its job is still queued withdraws it (it is
 not written); once a writer has taken it, it commits regardless.
 
-SQLite write path: a commit's statements take a few hundred microseconds of CPU, but run on a
-worker thread they would give up and retake the GIL at every driver call, each time waiting out
-the busy event loop's switch interval: under load a commit took milliseconds of waiting. So the
-order path's small batches (journal, fills, positions, state, audit) are written on the event
-loop itself, on a connection of their own with ``synchronous=OFF``, and made durable by one
-``fdatasync`` of the WAL file on a worker thread, before any caller is told they are written:
-the same guarantee as ``synchronous=FULL`` (the WAL is synced at every commit), with one GIL
-hand-off instead of a dozen. That connection never checkpoints (a checkpoint without sync
-could let a later WAL restart overwrite frames the database file does not hold yet on disk);
-a thread checkpoints from a ``synchronous=FULL`` connection instead, which syncs the WAL before
-and the database file after copying. The loop connection never waits for a lock: if another
-process holds the write lock, the batch goes to the worker thread as every other write does.
+SQLite write path: a commit's statements take a few hundred microseconds of CPU, and on a worker
+thread that work (with the pool's checkout and reset) contends with the event loop for the GIL,
+stalling the loop in the middle of its own work. So the order path's small batches (journal,
+fills, positions, state, audit) are written on the event loop itself, on a connection of their
+own with ``synchronous=OFF``, and made durable by one ``fdatasync`` of the WAL file on a worker
+thread, before any caller is told they are written: the same guarantee as ``synchronous=FULL``
+(the WAL is synced at every commit), with one GIL hand-off per commit. Measured side by side:
+the same CPU per order, a lower p99 (bench/oms.py). That connection never checkpoints (a
+checkpoint without sync could let a later WAL restart overwrite frames the database file does
+not hold yet on disk); a thread checkpoints from a ``synchronous=FULL`` connection instead,
+which syncs the WAL before and the database file after copying. The loop connection never waits
+for a lock: if another process holds the write lock, the batch goes to the worker thread as
+every other write does.
 
 Write path on a thread: the writer thread shares the GIL with the event loop, so it does as
 little Python work as it can. It runs on the driver's own connection and cursor (from
