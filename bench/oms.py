@@ -12,6 +12,7 @@ target).
 Closed loop: N clients each submit the next order when the last one returns (capacity).
 
     python bench/oms.py [--orders 20000] [--concurrency 4 8 16 64] [--rates 2500 5000 6000]
+                        [--seconds 10] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -187,12 +189,27 @@ def order_request(services: Services, instruments: list[str], n: int) -> OrderRe
     return OrderRequest("t", instrument, side, 1, price=services.hub.last_price(instrument))
 
 
+def writer_cpu(services: Services) -> float:
+    """CPU seconds of the SQLite journal's writer process so far (0 without one)."""
+    writer = getattr(services.storage, "_process", None)  # white-box: not in any contract
+    process = getattr(writer, "_process", None)
+    if process is None:
+        return 0.0
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(
-    latencies: list[int], elapsed: float, services: Services, trader: User, cpu: tuple[float, float]
+    latencies: list[int],
+    elapsed: float,
+    services: Services,
+    trader: User,
+    cpu: tuple[float, float, float],
 ) -> Result:
     latencies.sort()
     loop_cpu = time.thread_time() - cpu[0]
     process_cpu = time.process_time() - cpu[1]
+    writer = writer_cpu(services) - cpu[2]
     acked = sum(1 for o in services.oms.orders(trader) if o.status is OrderStatus.OPEN)
     return {
         "orders": len(latencies),
@@ -207,9 +224,11 @@ def summary(
         "p99_ms": percentile(latencies, 0.99) / 1000,
         "max_ms": latencies[-1] / 1e6,
         "mean_ms": statistics.fmean(latencies) / 1e6,
-        # CPU per order: the event loop's thread, and the whole process (storage threads too).
+        # CPU per order: the event loop's thread, the whole process (storage threads too), and
+        # the journal's writer process.
         "loop_us": loop_cpu * 1e6 / len(latencies),
         "process_us": process_cpu * 1e6 / len(latencies),
+        "writer_us": writer * 1e6 / len(latencies),
     }
 
 
@@ -226,7 +245,7 @@ async def closed_loop(orders: int, concurrency: int, data_dir: Path) -> Result:
                 await services.oms.submit(trader, request)
                 latencies.append(time.perf_counter_ns() - start)
 
-        cpu = (time.thread_time(), time.process_time())
+        cpu = (time.thread_time(), time.process_time(), writer_cpu(services))
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for index in range(concurrency):
@@ -254,7 +273,7 @@ async def open_loop(rate: float, seconds: float, data_dir: Path, workers: int = 
 
         count = int(rate * seconds)
         interval_ns = int(1e9 / rate)
-        cpu = (time.thread_time(), time.process_time())
+        cpu = (time.thread_time(), time.process_time(), writer_cpu(services))
         start_ns = time.perf_counter_ns()
         async with anyio.create_task_group() as tg:
             for _ in range(workers):
@@ -298,6 +317,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 16, 64])
     parser.add_argument("--rates", type=float, nargs="+", default=[2_500, 5_000, 6_000])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of an open-loop run")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="open-loop runs per rate (their p99 varies a lot)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "VALUE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -318,65 +340,77 @@ def main() -> None:
         closed.append((concurrency, result))
     opened: list[tuple[float, Result]] = []
     for rate in args.rates:
-        result = one_run("open", rate, args)
-        print(f"open loop, {rate:,.0f} orders/s offered: {fmt(result)}")
-        opened.append((rate, result))
+        for _ in range(args.repeat):
+            result = one_run("open", rate, args)
+            print(f"open loop, {rate:,.0f} orders/s offered: {fmt(result)}")
+            opened.append((rate, result))
     if args.no_write:
         return
 
     def cells(first: str, r: Result) -> str:
         values = [f"{r['orders']:,}", f"{r['orders_per_s']:,.0f}"]
         values += [f"{r[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")]
-        values += [f"{r['loop_us']:.0f}", f"{r['process_us']:.0f}"]
+        values += [f"{r['loop_us']:.0f}", f"{r['process_us']:.0f}", f"{r['writer_us']:.0f}"]
         return "| " + " | ".join([first, *values]) + " |"
 
     closed_rows = "\n".join(cells(str(c), r) for c, r in closed)
     open_rows = "\n".join(cells(f"{rate:,.0f}", r) for rate, r in opened)
+    # Met at a rate only if every run at it was.
     met = [
         rate
-        for rate, r in opened
-        if rate >= 5_000 and r["orders_per_s"] >= 0.99 * rate and r["p99_ms"] <= 5.0
+        for rate in args.rates
+        if rate >= 5_000
+        and all(
+            r["orders_per_s"] >= 0.99 * rate and r["p99_ms"] <= 5.0
+            for offered, r in opened
+            if offered == rate
+        )
     ]
     verdict = (
-        f"Both targets at once (≥ 5,000 orders/s sustained with p99 ≤ 5 ms): **met** at "
-        f"{max(met):,.0f} orders/s offered."
+        f"Both targets at once (≥ 5,000 orders/s sustained with p99 ≤ 5 ms, in every run): "
+        f"**met** at {max(met):,.0f} orders/s offered."
         if met
-        else "Both targets at once (≥ 5,000 orders/s sustained with p99 ≤ 5 ms): **not met**."
+        else "Both targets at once (≥ 5,000 orders/s sustained with p99 ≤ 5 ms, in every run): "
+        "**not met**."
     )
     command = (
         f"python bench/oms.py --orders {args.orders} --concurrency "
         + " ".join(str(c) for c in args.concurrency)
         + " --rates "
         + " ".join(f"{r:g}" for r in args.rates)
-        + f" --seconds {args.seconds:g}"
+        + f" --seconds {args.seconds:g} --repeat {args.repeat}"
     )
     body = f"""Command: `{command}` (run by `nox -s bench`).
 Machine: {machine()}.
 
 Each run in a process of its own: a host, an instant-ack broker, SQLite (WAL, synced at every
-commit; the order path's commits run on the event loop and sync the WAL on a thread, see
-docs/storage.md) with group commit, every built-in risk rule enabled with limits that pass.
-Latency is submit call → return (the order durable, then acknowledged by the broker). "loop µs"
-is the event loop thread's CPU time per order, "CPU µs" the whole process's (storage threads
-too); the bench's own order generator runs on the same loop and is included.
+commit; the journal's commits run in a writer process of their own, see docs/storage.md) with
+group commit, every built-in risk rule enabled with limits that pass. Latency is submit call →
+return (the order durable, then acknowledged by the broker). "loop µs" is the event loop
+thread's CPU time per order, "CPU µs" the host process's (storage threads too), "writer µs"
+the journal's writer process's; the bench's own order generator runs on the same loop and is
+included.
 
 **Sustained rate** (open loop): orders come due on a fixed schedule at the offered rate for
 {args.seconds:g} s (released each millisecond) and are submitted by a pool of 64 worker tasks, as
 a transport's connections would; latency counts from the moment the order was due, so queueing
-behind a busy host is included. Targets: ≥ 5,000 orders/s sustained, p99 ≤ 5 ms.
+behind a busy host is included. {args.repeat} runs per rate, each its own row: near the loop's
+capacity, the p99 of one run differs a lot from the next. Targets: ≥ 5,000 orders/s sustained,
+p99 ≤ 5 ms.
 
-| offered orders/s | orders | achieved orders/s | p50 ms | p99 ms | max ms | loop µs | CPU µs |
-|---:|---:|---:|---:|---:|---:|---:|---:|
+| offered/s | orders | achieved/s | p50 ms | p99 ms | max ms | loop µs | CPU µs | writer µs |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {open_rows}
 
 {verdict}
 
-**Capacity** (closed loop): N clients each submit their next order when the last returns. All N
-wait on the same commit, so the loop idles during each fsync; this shows the ceiling and how
-latency grows with clients, not a rate a desk would run at.
+**Capacity** (closed loop): N clients each submit their next order when the last returns, so
+their orders share commits; this shows the ceiling (the larger the batches, the less each
+order pays of a commit's fixed cost) and how latency grows with clients, not a rate a desk
+would run at.
 
-| clients | orders | orders/s | p50 ms | p99 ms | max ms | loop µs | CPU µs |
-|---:|---:|---:|---:|---:|---:|---:|---:|
+| clients | orders | orders/s | p50 ms | p99 ms | max ms | loop µs | CPU µs | writer µs |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {closed_rows}
 """
     write_section("Order management throughput and latency", body)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -22,6 +23,7 @@ from hft.model import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    OrderUpdate,
     PositionConversion,
     Product,
     Role,
@@ -383,6 +385,35 @@ async def test_modify_and_cancel_go_through_the_broker(services: Services, share
     with pytest.raises(Conflict) as info:
         await services.oms.cancel(ALICE, order.order_id)
     assert info.value.code == "order_not_live"
+
+
+@pytest.mark.anyio
+async def test_a_stale_open_update_does_not_undo_a_cancel_in_flight(
+    services: Services, shared: Shared
+) -> None:
+    order = await submit_one(services, buy(quantity=10, price=150_000))
+    await settle(services)
+    live = services.oms.get(ALICE, order.order_id)
+    assert live.status is S.OPEN
+    assert live.broker_order_id is not None
+    returned: list[Order] = []
+
+    async def cancel() -> None:
+        returned.append(await services.oms.cancel(ALICE, order.order_id))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel)
+        with anyio.fail_after(5):
+            # Seen at once: the cancel is then waiting for its journal entry, not yet sent.
+            while services.oms.get(ALICE, order.order_id).status is not S.PENDING_CANCEL:
+                await anyio.lowlevel.checkpoint()
+        # An OPEN the broker sent before it had the cancel (a modify's confirmation, say).
+        stale = OrderUpdate("v", "A1", live.broker_order_id, S.OPEN)
+        services.oms.on_broker_event("v", stale)
+        assert services.oms.get(ALICE, order.order_id).status is S.PENDING_CANCEL
+    assert returned[0].status in (S.PENDING_CANCEL, S.CANCELLED)
+    await settle(services)
+    assert services.oms.get(ALICE, order.order_id).status is S.CANCELLED
 
 
 @pytest.mark.anyio

@@ -11,9 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from decimal import Decimal
@@ -448,7 +451,7 @@ async def test_state_round_trips_bytes(storage: Storage) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-async def test_concurrent_appends_are_durable_and_group_committed(
+async def test_concurrent_writes_are_durable_and_group_committed(
     url: str, plugins: PluginHost
 ) -> None:
     store = make_storage(url, plugins)
@@ -464,8 +467,13 @@ async def test_concurrent_appends_are_durable_and_group_committed(
     seqs = [seq for i in range(200) for seq in results[i]]
     assert len(set(seqs)) == 200
     if isinstance(store, SqlStorage):
-        assert store.writes == 200
-        assert store.commits < store.writes  # many appends shared one commit
+        # Concurrent writes of other kinds share commits (journal batches come gathered).
+        commits, writes = store.commits, store.writes
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(store.put_state, "ns", f"k{i}", b"v")
+        assert store.writes - writes == 100
+        assert store.commits - commits < 10  # many writes shared one commit
     await store.close()
 
     if url != "memory://":  # durable: a new process (here, a new backend) sees every append
@@ -622,13 +630,15 @@ async def test_sqlite_settings(tmp_path: Path) -> None:
     }
 
 
-async def test_sqlite_order_path_writes_on_the_loop_and_syncs_the_wal(
+async def test_sqlite_small_writes_go_on_the_loop_and_sync_the_wal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[str] = []
     real_fdatasync = os.fdatasync
+    loop_thread = threading.current_thread()
 
     def fdatasync(fd: int) -> None:
+        assert threading.current_thread() is loop_thread  # a fast disk: synced on the loop
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fdatasync(fd)
 
@@ -648,13 +658,48 @@ async def test_sqlite_order_path_writes_on_the_loop_and_syncs_the_wal(
         "busy_timeout": 0,
         "foreign_keys": 1,
     }
-    (seq,) = await store.append_order_events([(order("o1"), "created")])
+    await store.append_audit("check", {"n": 1})  # an order-path write that is not the journal
     # Durable before it returned: the WAL holding it was synced, and another connection sees it.
     assert synced == [str(tmp_path / "hft.db-wal")]
     assert writer.connection.in_transaction is False
     with sqlite3.connect(tmp_path / "hft.db") as other:
-        assert other.execute("SELECT seq FROM order_events").fetchall() == [(seq,)]
+        assert other.execute("SELECT kind FROM audit").fetchall() == [("check",)]
     other.close()
+    await store.close()
+
+
+async def test_sqlite_wal_syncs_move_to_a_thread_while_the_disk_is_slow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fdatasync = os.fdatasync
+    loop_thread = threading.current_thread()
+    delay_s = 0.01
+    on_loop: list[bool] = []
+
+    def fdatasync(fd: int) -> None:
+        on_loop.append(threading.current_thread() is loop_thread)
+        if delay_s:  # a slow disk; else an instant one, whatever this machine's disk is
+            time.sleep(delay_s)
+            real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    with structlog.testing.capture_logs() as logs:
+        for i in range(10):  # a 10 ms disk: the average passes 2 ms within a few syncs
+            await store.append_audit("slow", {"n": i})
+        moves = [(e["on"], e["log_level"]) for e in logs if e["event"] == "storage.slow_sync"]
+        assert moves == [("thread", "warning")]
+        assert on_loop[0] is True
+        assert on_loop[-1] is False  # later syncs ran on a worker thread
+        delay_s = 0.0
+        for i in range(30):  # fast again: back on the loop once the average has come down
+            await store.append_audit("fast", {"n": i})
+    moves = [e["on"] for e in logs if e["event"] == "storage.slow_sync"]
+    assert moves == ["thread", "loop"]
+    assert on_loop[-1] is True
+    # Every write acknowledged is there.
+    assert len(await store.audit_entries("slow")) + len(await store.audit_entries("fast")) == 40
     await store.close()
 
 
@@ -670,10 +715,10 @@ async def test_sqlite_wal_sync_failure_fails_the_write(
     with monkeypatch.context() as patch:
         patch.setattr(os, "fdatasync", broken)
         with pytest.raises(NetworkError, match="sync failed"):
-            await store.append_order_events([(order("o1"), "created")])
+            await store.put_state("ns", "k", b"1")
     # Not acknowledged, and the store goes on working.
-    await store.append_order_events([(order("o2"), "created")])
-    assert "o2" in {o.order_id for o in await store.load_orders()}
+    await store.put_state("ns", "k", b"2")
+    assert await store.get_state("ns", "k") == b"2"
     await store.close()
 
 
@@ -717,21 +762,112 @@ async def test_sqlite_loop_commits_are_checkpointed_by_a_synced_connection(
     writer = store._loop_writer
     assert writer is not None
     for i in range(5):
-        await store.append_order_events([(order(f"o{i}"), "created")])
+        await store.append_audit("check", {"n": i})
     assert writer._checkpointer is not None
     await anyio.to_thread.run_sync(writer._checkpointer.join)
     # Everything written so far is in the database file itself, without its WAL.
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "hft.db").write_bytes((tmp_path / "hft.db").read_bytes())
     with sqlite3.connect(tmp_path / "copy" / "hft.db") as conn:
-        assert conn.execute("SELECT count(*) FROM order_events").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM audit").fetchone() == (5,)
     conn.close()
     await store.close()
-    # Closed: the WAL is gone (checkpointed into the file) and a reopened store has every order.
+    # Closed: the WAL is gone (checkpointed into the file) and the file has every entry.
     assert not (tmp_path / "hft.db-wal").exists()
     with sqlite3.connect(tmp_path / "hft.db") as conn:
-        assert conn.execute("SELECT count(*) FROM order_events").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM audit").fetchone() == (5,)
     conn.close()
+
+
+async def test_sqlite_wal_starts_over_under_a_steady_stream_of_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sql_storage, "_CHECKPOINT_EVERY", 5)
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    wal = tmp_path / "hft.db-wal"
+    for i in range(1000):  # back to back, so the checkpoint thread always runs beside writes
+        await store.append_audit("check", {"n": i})
+    # Each commit adds a few 4 KiB frames: a WAL that never started over would hold all 1,000
+    # commits' (about 12 MB); one that starts over after every few checkpoints holds a few
+    # dozen commits' at most.
+    assert wal.stat().st_size < 2_000_000
+    assert len(await store.audit_entries("check", limit=2000)) == 1000
+    await store.close()
+
+
+async def test_sqlite_journal_is_written_by_the_writer_process(tmp_path: Path) -> None:
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    process = store._process  # white-box: which process wrote is not in the contract
+    assert process is not None
+    assert process.alive
+    seqs = []
+    for i in range(600):
+        seqs += await store.append_order_events(
+            [(order(f"o{i}"), "created")], [fill(f"t{i}")] if i % 100 == 0 else ()
+        )
+    assert process.requests == 600
+    assert seqs == list(range(1, 601))
+    # Durable and visible at once to another connection; the fills went in the same commits.
+    with sqlite3.connect(tmp_path / "hft.db") as other:
+        assert other.execute("SELECT count(*) FROM order_events").fetchone() == (600,)
+        assert other.execute("SELECT count(*) FROM fills").fetchone() == (6,)
+    other.close()
+    # The process's own checkpoints start the WAL over: about 21 MB went through it.
+    assert (tmp_path / "hft.db-wal").stat().st_size < 8_000_000
+    await store.close()
+    assert not process.alive  # closing the store ends the process
+
+
+async def test_sqlite_writer_process_lost_mid_write_fails_it_and_is_restarted(
+    tmp_path: Path,
+) -> None:
+    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
+    await store.open()
+    process = store._process
+    assert process is not None
+    await store.append_order_events([(order("o1"), "created")])
+    assert process._process is not None
+    process._process.kill()
+    await anyio.to_thread.run_sync(process._process.wait)
+    # Found gone before the next write: restarted, and the write goes through.
+    await store.append_order_events([(order("o2"), "created")])
+    assert process.alive
+    # Lost while writing: the outcome is unknown, so the caller is told it failed.
+    assert process._socket is not None
+    process._socket.shutdown(socket.SHUT_RDWR)
+    with pytest.raises(NetworkError, match="writer process"):
+        await store.append_order_events([(order("o3"), "created")])
+    await store.append_order_events([(order("o4"), "created")])  # and the next one restarts it
+    assert {"o1", "o2", "o4"} <= {o.order_id for o in await store.load_orders()}
+    await store.close()
+
+
+async def test_sqlite_a_failing_journal_write_fails_alone(durable_url: str) -> None:
+    if not durable_url.startswith("sqlite"):
+        pytest.skip("the writer process serves SQLite")
+    store = SqlStorage(durable_url)
+    await store.open()
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def append(order_id: str) -> None:
+        try:
+            await store.append_order_events([(order(order_id), "created")])
+        except Exception as exc:
+            outcomes[order_id] = exc
+        else:
+            outcomes[order_id] = None
+
+    bad = "bad\ud800"  # a lone surrogate: the driver cannot encode it
+    async with anyio.create_task_group() as tg:
+        for i in range(5):
+            tg.start_soon(append, f"o{i}")
+        tg.start_soon(append, bad)
+    assert outcomes.pop(bad) is not None
+    assert outcomes == {f"o{i}": None for i in range(5)}  # the batch was retried job by job
+    assert {o.order_id for o in await store.load_orders()} == {f"o{i}" for i in range(5)}
+    await store.close()
 
 
 async def test_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -849,7 +985,7 @@ def _add_venue(conn: sqlalchemy.Connection) -> None:
 
 
 def _broken_step(conn: sqlalchemy.Connection) -> None:
-    raise RuntimeError("step 3 fails")
+    raise RuntimeError("this step fails")
 
 
 async def _open_close(url: str) -> list[MutableMapping[str, Any]]:
@@ -863,7 +999,7 @@ async def _open_close(url: str) -> list[MutableMapping[str, Any]]:
 async def test_reopening_a_current_database_changes_nothing(durable_url: str) -> None:
     assert await _open_close(durable_url) == []
     created = _schema(durable_url)
-    assert created[0] == 1
+    assert created[0] == 1 + len(_sql_schema.MIGRATIONS)
     assert set(created[1]) == set(_sql_schema.METADATA.tables)
     assert await _open_close(durable_url) == []
     assert _schema(durable_url) == created
@@ -876,24 +1012,24 @@ async def test_an_older_database_is_upgraded_in_place(
     await store.open()
     await store.append_order_events([(order("o1"), "created")])
     await store.close()
-    version_1 = _schema(durable_url)
+    current, before = _schema(durable_url)
 
-    # A later hft: version 2 adds a column.
-    monkeypatch.setattr(
-        _sql_schema, "MIGRATIONS", (_sql_schema.Migration(2, "orders.venue", _add_venue),)
-    )
+    # A later hft: its next version adds a column.
+    later = current + 1
+    steps = (*_sql_schema.MIGRATIONS, _sql_schema.Migration(later, "orders.venue", _add_venue))
+    monkeypatch.setattr(_sql_schema, "MIGRATIONS", steps)
     assert await _open_close(durable_url) == [
         {
             "event": "storage.migrated",
             "log_level": "info",
             "url": durable_url,
-            "from_version": 1,
-            "to_version": 2,
+            "from_version": current,
+            "to_version": later,
         }
     ]
     version, columns = _schema(durable_url)
-    assert version == 2
-    assert columns["orders"] == sorted([*version_1[1]["orders"], "venue"])
+    assert version == later
+    assert columns["orders"] == sorted([*before["orders"], "venue"])
     assert await _open_close(durable_url) == []  # now current: nothing to do
 
     store = SqlStorage(durable_url)
@@ -907,14 +1043,54 @@ async def test_a_failed_upgrade_changes_nothing(
 ) -> None:
     await _open_close(durable_url)
     before = _schema(durable_url)
+    current = before[0]
     steps = (
-        _sql_schema.Migration(2, "orders.venue", _add_venue),
-        _sql_schema.Migration(3, "broken", _broken_step),
+        *_sql_schema.MIGRATIONS,
+        _sql_schema.Migration(current + 1, "orders.venue", _add_venue),
+        _sql_schema.Migration(current + 2, "broken", _broken_step),
     )
     monkeypatch.setattr(_sql_schema, "MIGRATIONS", steps)
-    with pytest.raises(RuntimeError, match="step 3 fails"):
+    with pytest.raises(RuntimeError, match="this step fails"):
         await SqlStorage(durable_url).open()
-    assert _schema(durable_url) == before  # the whole upgrade rolled back, step 2 included
+    assert _schema(durable_url) == before  # the whole upgrade rolled back, the good step too
+
+
+def _order_indexes(url: str) -> set[str]:
+    engine = sqlalchemy.create_engine(_sa_url(url))
+    try:
+        with engine.connect() as conn:
+            return {i["name"] for i in sqlalchemy.inspect(conn).get_indexes("orders")}
+    finally:
+        engine.dispose()
+
+
+async def test_version_1_loses_the_order_status_and_updated_at_indexes(
+    durable_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A version 1 database as hft 1 left it: with the two indexes, and an order in it.
+    with monkeypatch.context() as patch:
+        patch.setattr(_sql_schema, "MIGRATIONS", ())
+        store = SqlStorage(durable_url)
+        await store.open()
+        await store.append_order_events([(order("o1"), "created")])
+        await store.close()
+    engine = sqlalchemy.create_engine(_sa_url(durable_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE INDEX ix_orders_status ON orders (status)")
+        conn.exec_driver_sql("CREATE INDEX ix_orders_updated_at ON orders (updated_at)")
+    engine.dispose()
+    assert _schema(durable_url)[0] == 1
+    assert {"ix_orders_status", "ix_orders_updated_at"} <= _order_indexes(durable_url)
+
+    migrated = await _open_close(durable_url)
+    assert [(e["from_version"], e["to_version"]) for e in migrated] == [(1, 2)]
+    indexes = _order_indexes(durable_url)
+    assert not indexes & {"ix_orders_status", "ix_orders_updated_at"}
+    assert {"ix_orders_account", "ix_orders_is_terminal"} <= indexes  # the others stay
+    store = SqlStorage(durable_url)
+    await store.open()
+    assert [o.order_id for o in await store.load_orders(open_only=True)] == ["o1"]
+    await store.close()
 
 
 async def test_a_newer_database_is_refused(durable_url: str) -> None:

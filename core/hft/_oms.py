@@ -174,6 +174,7 @@ class _Journal:
         self._on_written = on_written
         self._linger_s = linger_s
         self._entries: list[_Entry] = []
+        self.added = 0  # entries ever added: how much orders have moved
         self._accepted: dict[str, _Entry] = {}  # order id → its unwritten "accepted" entry
         self._batch_done = anyio.Event()  # set once the batch being gathered is written
         self._fills: list[Fill] = []
@@ -184,6 +185,7 @@ class _Journal:
         self._idle.set()
 
     def add(self, order: Order, kind: str, *, wait: bool = False) -> _Entry:
+        self.added += 1
         accepted = self._accepted.pop(order.order_id, None)
         if accepted is not None and not wait:
             # The broker's first update usually follows its "accepted" within the same batch;
@@ -359,6 +361,7 @@ class OrderManager:
         self._early: dict[tuple[str, str], list[OrderUpdate | Fill]] = {}
         self._inflight: dict[str, int] = {}  # broker → placements awaiting an order id
         self._placing: set[str] = set()  # ids of orders whose place_order has not returned
+        self._cancelling: set[str] = set()  # ids of orders whose cancel_order has not returned
         self._feeds: list[OrderFeed] = []
         self._last_seq = 0
         self._journal = _Journal(storage, self._publish)
@@ -418,6 +421,11 @@ class OrderManager:
     def _counts_moved(self, before: OrderStatus, after: OrderStatus) -> None:
         self._status_counts[before] -= 1
         self._status_counts[after] += 1
+
+    @property
+    def changes(self) -> int:
+        """A count that grows with every journalled order change (to tell when orders are still)."""
+        return self._journal.added
 
     def status_counts(self) -> dict[str, int]:
         """How many orders the OMS knows, by current status (every status, zeros included)."""
@@ -782,17 +790,21 @@ class OrderManager:
         previous = order.status
         order.transition(_S.PENDING_CANCEL)
         self._counts_moved(previous, order.status)
-        await self._journal.write(order, "status")
+        self._cancelling.add(order_id)
         try:
-            assert order.broker_order_id is not None
-            with deadline(self._config.broker_timeout_s, what=f"cancelling order {order_id}"):
-                await self._brokers[account.broker].cancel_order(
-                    account.broker_account, order.broker_order_id
-                )
-        except HftError as exc:
-            if order.status is _S.PENDING_CANCEL:
-                self._move(order, previous, f"cancel refused: {exc.message}")
-            raise
+            await self._journal.write(order, "status")
+            try:
+                assert order.broker_order_id is not None
+                with deadline(self._config.broker_timeout_s, what=f"cancelling order {order_id}"):
+                    await self._brokers[account.broker].cancel_order(
+                        account.broker_account, order.broker_order_id
+                    )
+            except HftError as exc:
+                if order.status is _S.PENDING_CANCEL:
+                    self._move(order, previous, f"cancel refused: {exc.message}")
+                raise
+        finally:
+            self._cancelling.discard(order_id)
         return _snapshot(order)
 
     # Broker events ----------------------------------------------------------------------------
@@ -832,6 +844,10 @@ class OrderManager:
         if target in (_S.PENDING_CANCEL, _S.PENDING_MODIFY):
             # The broker echoing a request hft made: hft already tracked it, and moving back
             # into a pending state after the broker accepted the request would only add churn.
+            return
+        if target is _S.OPEN and order.order_id in self._cancelling:
+            # Sent before the broker had the cancel (a modify's confirmation, say): it cannot be
+            # the cancel's refusal, which cancel_order raises, so it must not undo PENDING_CANCEL.
             return
         if target in TRANSITIONS[order.status]:
             self._move(order, target, event.reason)

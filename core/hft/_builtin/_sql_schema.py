@@ -123,9 +123,11 @@ class OrderRow(_Table, table=True):
     order_id: str
     account: str = Field(index=True)
     client_order_id: str = Field(index=True)
-    status: str = Field(index=True)
+    # Not indexed (since version 2): they change at every journalled step, so an index on
+    # either costs a B-tree delete and insert per step, and no query filters on them.
+    status: str
     is_terminal: bool = Field(index=True)
-    updated_at: dt.datetime = Field(sa_type=UtcDateTime, index=True)
+    updated_at: dt.datetime = Field(sa_type=UtcDateTime)
     data: str = Field(sa_type=Text)
 
 
@@ -209,10 +211,17 @@ class Migration:
     apply: Callable[[Connection], object]
 
 
+def _drop_order_write_indexes(conn: Connection) -> None:
+    for name in ("ix_orders_status", "ix_orders_updated_at"):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+
+
 #: The upgrade steps after version 1, oldest first; the current version is 1 + len(MIGRATIONS).
-#: To change an existing table, add the field to its class above and append a step, e.g.
-#: ``Migration(2, "orders.venue", lambda c: c.exec_driver_sql("ALTER TABLE orders ADD v TEXT"))``
-MIGRATIONS: Sequence[Migration] = ()
+#: To change an existing table, change its class above and append a step, e.g.
+#: ``Migration(3, "orders.venue", lambda c: c.exec_driver_sql("ALTER TABLE orders ADD v TEXT"))``
+MIGRATIONS: Sequence[Migration] = (
+    Migration(2, "orders: drop the status and updated_at indexes", _drop_order_write_indexes),
+)
 
 # Serialises schema changes between processes sharing one PostgreSQL database ("hftschem").
 _PG_LOCK_KEY: Final = 0x6866_7473_6368_656D

@@ -1,8 +1,8 @@
 """SqlStorage: the Storage contract on SQLite (embedded default) or PostgreSQL, via sqlmodel.
 
-Threads: the engine is SQLAlchemy's synchronous one; every database call runs in a worker
-thread (``anyio.to_thread``), so the event loop never waits on the database. Reads run
-concurrently, up to ``_READERS`` at a time.
+Threads: the engine is SQLAlchemy's synchronous one; reads, and writes other than the SQLite
+ones below, run in a worker thread (``anyio.to_thread``), so the event loop never waits on
+them. Reads run concurrently, up to ``_READERS`` at a time.
 
 Group commit: every write is a job on one queue, and one task at a time is the writer. A caller
 that finds no writer becomes it: it takes every job queued since the last commit, runs them in one
@@ -17,19 +17,36 @@ that only the culprit fails. A lost connection fails every job of the batch with
 :class:`~hft.NetworkError`. A caller cancelled while its job is still queued withdraws it (it is
 not written); once a writer has taken it, it commits regardless.
 
-SQLite write path: a commit's statements take a few hundred microseconds of CPU, and on a worker
-thread that work (with the pool's checkout and reset) contends with the event loop for the GIL,
-stalling the loop in the middle of its own work. So the order path's small batches (journal,
-fills, positions, state, audit) are written on the event loop itself, on a connection of their
-own with ``synchronous=OFF``, and made durable by one ``fdatasync`` of the WAL file on a worker
-thread, before any caller is told they are written: the same guarantee as ``synchronous=FULL``
-(the WAL is synced at every commit), with one GIL hand-off per commit. Measured side by side:
-the same CPU per order, a lower p99 (bench/oms.py). That connection never checkpoints (a
-checkpoint without sync could let a later WAL restart overwrite frames the database file does
-not hold yet on disk); a thread checkpoints from a ``synchronous=FULL`` connection instead,
-which syncs the WAL before and the database file after copying. The loop connection never waits
-for a lock: if another process holds the write lock, the batch goes to the worker thread as
-every other write does.
+SQLite journal path: the OMS journal's batches (``append_order_events``: entries, with their
+fills and positions) go to a process of their own (:class:`_WriterProcess`, running
+``_sqlite_writer.py``), which commits them with ``synchronous=FULL`` and replies with their seqs.
+A commit costs a few hundred microseconds of CPU plus the WAL sync; in that process they use the
+machine's other core and no GIL the event loop needs, and the loop pays only a pickle and a
+socket round trip. At 5,000 orders/s that took the loop from about 99% busy to about 70%, and
+the p99 from 8-30 ms to 5-7 (bench/oms.py). The statements are built here, so the process
+needs only the standard library. A batch that fails is retried one job per request, so that
+only the culprit fails. If the process is found gone, it is restarted; if it dies while writing,
+the outcome is unknown, so the batch fails with :class:`~hft.NetworkError` (the OMS journal
+retries). If it cannot start at all, the loop path below takes the journal too.
+
+SQLite write path on the loop: a commit's statements take a few hundred microseconds of CPU, and on
+a worker thread that work (with the pool's checkout and reset) contends with the event loop for the
+GIL, stalling the loop in the middle of its own work. So the order path's other small writes (fills,
+positions, state, audit) are written on the event loop itself, on a connection of their own with
+``synchronous=OFF``, and made durable by one ``fdatasync`` of the WAL file before any caller is told
+they are written: the same guarantee as ``synchronous=FULL`` (the WAL is synced at every commit).
+The sync runs on the loop too, which waits for the disk (about 0.3 ms on this project's machines): a
+worker thread would cost more than that in GIL hand-offs (three per sync, each up to the switch
+interval while the loop is busy) and a scheduler pass to report back, and that wait was most of an
+order's latency at 5,000 orders/s (bench/oms.py). If syncs average over ``_SLOW_SYNC_S`` (a slow or
+network disk), they move to a worker thread, and back once they are fast again;
+``storage.slow_sync`` logs each move. That connection never checkpoints (a checkpoint without sync
+could let a later WAL restart overwrite frames the database file does not hold yet on disk); a
+thread checkpoints from a ``synchronous=FULL`` connection instead, which syncs the WAL before and
+the database file after copying, and the writer finishes each such checkpoint between two commits
+(:meth:`_LoopWriter.catch_up`) so that the WAL can start over instead of growing for as long as
+commits keep coming. The loop connection never waits for a lock: if another process holds the write
+lock, the batch goes to the worker thread as every other write does.
 
 Write path on a thread: the writer thread shares the GIL with the event loop, so it does as
 little Python work as it can. It runs on the driver's own connection and cursor (from
@@ -44,12 +61,19 @@ batch, with its last state.
 from __future__ import annotations
 
 import bisect
+import builtins
 import contextlib
 import datetime as dt
 import itertools
 import json
+import logging
 import os
+import pickle
+import socket
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -108,6 +132,11 @@ _BUSY_TIMEOUT_MS: Final = 10_000
 _INLINE_ROWS: Final = 512
 # The loop connection's commits between two checkpoints by the checkpoint thread.
 _CHECKPOINT_EVERY: Final = 250
+# The size a WAL file is cut back to when it starts over (it is reused, not deleted).
+_WAL_SIZE_LIMIT: Final = 64 << 20
+# WAL syncs run on the loop while they average (exponentially, weight 1/8) under this; slower
+# disks have them on a thread until the average is back under half of it.
+_SLOW_SYNC_S: Final = 0.002
 _CONNECT_TIMEOUT_S: Final = 10
 # An instrument master can hold 100k rows: saving it in slices lets order writes in between.
 _INSTRUMENT_SLICE: Final = 2_000
@@ -116,6 +145,9 @@ _INSTRUMENT_SLICE: Final = 2_000
 _WRITER: Final = "hft_writer"
 
 log = structlog.get_logger("hft.storage")
+# The standard logger behind ``log``: asking it whether debug is on is a dict lookup, where a
+# structlog call below the level still builds a bound logger (about 15 µs, once per commit).
+_stdlib_log = logging.getLogger("hft.storage")
 
 #: Upper bounds (seconds) of the commit-time histogram ``SqlStorage.commit_buckets`` keeps.
 COMMIT_BUCKETS: Final[tuple[float, ...]] = (
@@ -275,6 +307,9 @@ class _Job:
     at: dt.datetime | None = None  # when the journal entries were appended
     apply: Callable[[DBAPICursor, _Statements], None] | None = None
     inline: bool = False  # small enough to write on the event loop (SQLite, see the docstring)
+    gathered: bool = False  # its caller batched it: commit it at once, without waiting for more
+    # Rows for other tables, in the same transaction: (name of a _Statements insert, rows).
+    inserts: Sequence[tuple[str, Sequence[tuple[Any, ...]]]] = ()
     wake: anyio.Event = attrs.Factory(anyio.Event)
     seqs: list[int] = attrs.Factory(list)
     error: Exception | None = None
@@ -362,14 +397,23 @@ class _Insert:
             arrays = tuple(list(column) for column in zip(*rows, strict=True))
             cursor.execute(self.sql(0), arrays)
             return int(cursor.rowcount)
-        written, start, total = 0, 0, len(rows)
+        written = 0
+        for sql, values in self.statements(rows):
+            cursor.execute(sql, values)
+            written += cursor.rowcount
+        return written
+
+    def statements(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+        """SQLite: the statements and parameters that insert ``rows``."""
+        out = []
+        start, total = 0, len(rows)
         while start < total:
             size = min(1 << ((total - start).bit_length() - 1), _MAX_ROWS)
-            values = list(itertools.chain.from_iterable(rows[start : start + size]))
-            cursor.execute(self.sql(size), values)
-            written += cursor.rowcount
+            out.append(
+                (self.sql(size), list(itertools.chain.from_iterable(rows[start : start + size])))
+            )
             start += size
-        return written
+        return out
 
 
 class _Statements:
@@ -412,8 +456,10 @@ class _Statements:
             dialect, StateRow, ("namespace", "key", "value"), ("namespace", "key"), ("value",)
         )
 
-    def append_journal(self, cursor: DBAPICursor, jobs: Sequence[_Job]) -> list[int]:
-        """Upsert each order's last state once, then append every entry; return their seqs."""
+    def journal_rows(
+        self, jobs: Sequence[_Job]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The ``orders`` rows (each order once, at its last state) and ``order_events`` rows."""
         orders: dict[str, tuple[Any, ...]] = {}
         events: list[tuple[Any, ...]] = []
         for job in jobs:
@@ -423,7 +469,12 @@ class _Statements:
                 # Assigning an existing key keeps its place: rows get ids in first-seen order.
                 orders[order_id] = (order_id, account, client_order_id, status, terminal, at, data)
                 events.append((order_id, kind, at, data))
-        self.orders.run(cursor, list(orders.values()))
+        return list(orders.values()), events
+
+    def append_journal(self, cursor: DBAPICursor, jobs: Sequence[_Job]) -> list[int]:
+        """Upsert each order's last state once, then append every entry; return their seqs."""
+        orders, events = self.journal_rows(jobs)
+        self.orders.run(cursor, orders)
         written = self.events.run(cursor, events)
         if not self.sqlite:
             # Serial values are drawn in insertion order, which is the entries' order.
@@ -539,34 +590,63 @@ class _LoopWriter:
         try:
             conn.execute("PRAGMA busy_timeout = 0")  # the loop never waits for a lock
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = OFF")  # sync() syncs the WAL, off the loop
+            conn.execute("PRAGMA synchronous = OFF")  # sync() syncs the WAL itself
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
+            conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
             conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             conn.close()
             raise
         self.connection = conn
+        self._wal_fd: int | None = None
+        #: The WAL syncs' average duration (s), and whether they run on the loop (see sync()).
+        self.sync_s = 0.0
+        self.on_loop = True
         self._commits = 0
         self._checkpointer: threading.Thread | None = None
+        self.catch_up_due = False  # a checkpoint has run: finish it (catch_up) between commits
 
     def sync(self) -> None:
-        """Worker thread: make every commit made so far durable."""
-        fd = os.open(self._wal, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        """Make every commit made so far durable; on the loop while :attr:`on_loop` says so,
+        else on a worker thread (one caller at a time: the writer)."""
+        if self._wal_fd is None:
+            # Kept open: the loop connection keeps the WAL file (a checkpoint rewinds it, and
+            # only the last connection's close deletes it).
+            self._wal_fd = os.open(self._wal, os.O_RDONLY)
+        started = time.perf_counter()
+        os.fdatasync(self._wal_fd)
+        self.sync_s += (time.perf_counter() - started - self.sync_s) / 8
+        if self.on_loop and self.sync_s > _SLOW_SYNC_S:
+            self.on_loop = False
+            log.warning("storage.slow_sync", average_ms=round(self.sync_s * 1e3, 2), on="thread")
+        elif not self.on_loop and self.sync_s < _SLOW_SYNC_S / 2:
+            self.on_loop = True
+            log.info("storage.slow_sync", average_ms=round(self.sync_s * 1e3, 2), on="loop")
 
     def committed(self) -> None:
-        """Count a commit; every ``_CHECKPOINT_EVERY``, start a checkpoint unless one runs."""
+        """Count a commit; every ``_CHECKPOINT_EVERY``, start a checkpoint unless one runs, and
+        once it has run, ask the writer for a :meth:`catch_up`."""
         self._commits += 1
-        running = self._checkpointer is not None and self._checkpointer.is_alive()
-        if self._commits >= _CHECKPOINT_EVERY and not running:
+        checkpointer = self._checkpointer
+        if checkpointer is not None and not checkpointer.is_alive():
+            self._checkpointer = None
+            self.catch_up_due = True
+        if self._commits >= _CHECKPOINT_EVERY and self._checkpointer is None:
             self._commits = 0
             self._checkpointer = threading.Thread(
                 target=self._checkpoint, name="hft-sqlite-checkpoint", daemon=True
             )
             self._checkpointer.start()
+
+    def catch_up(self) -> None:
+        """Worker thread, while the writer role is held (no commit can come in between):
+        checkpoint what was written while the thread checkpointed, from a
+        ``synchronous=FULL`` connection. The WAL is then wholly in the (synced) database file,
+        and the next commit starts it over from its beginning (cut back to
+        ``_WAL_SIZE_LIMIT``): under a steady stream of commits, a thread's checkpoint never
+        catches up, and the WAL would grow without end."""
+        self.catch_up_due = False
+        self._checkpoint()
 
     def _checkpoint(self) -> None:
         try:
@@ -587,8 +667,136 @@ class _LoopWriter:
         checkpoints the WAL, which must then sync the database file)."""
         if self._checkpointer is not None:
             self._checkpointer.join()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         self.connection.execute("PRAGMA synchronous = FULL")
         self.connection.close()
+
+
+class _ProcessGone(Exception):
+    """The writer process ended, or its socket broke: what it was writing is not known."""
+
+
+_LENGTH: Final = struct.Struct("!I")
+_WRITER_SCRIPT: Final = Path(__file__).with_name("_sqlite_writer.py")
+_WRITER_START_S: Final = 10.0
+
+
+def _writer_error(reply: tuple[Any, ...]) -> Exception:
+    """The exception the writer process reported, rebuilt as the driver's own type."""
+    _, name, code, message = reply
+    kind = getattr(sqlite3, name, None) or getattr(builtins, name, None)
+    error: Exception
+    try:
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            raise TypeError(name)
+        error = kind(message)
+    except TypeError:  # not an exception class, or one that a message alone cannot build
+        error = RuntimeError(f"{name}: {message}")
+    if code is not None:
+        error.sqlite_errorcode = code  # type: ignore[attr-defined]
+    return error
+
+
+class _WriterProcess:
+    """The SQLite journal writer in a process of its own (``_sqlite_writer.py``), so that the
+    commit's CPU and its WAL sync are off the event loop's core and its GIL. One request at a
+    time (the storage's writer role): a list of ``(sql, parameters, counted)`` statements, run
+    in one transaction and synced before the reply."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        self.requests = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    async def start(self) -> None:
+        """Start the process and wait until its connection is open."""
+        await self.stop()
+        ours, theirs = socket.socketpair()
+        command = [
+            sys.executable,
+            "-I",
+            "-S",
+            str(_WRITER_SCRIPT),
+            self._path,
+            str(theirs.fileno()),
+        ]
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+
+        try:
+            self._process = await anyio.to_thread.run_sync(spawn)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._socket = ours
+        try:
+            with anyio.fail_after(_WRITER_START_S):
+                if await self._read(1) != b"R":
+                    raise _ProcessGone("the writer process did not start")
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.stop()
+            raise
+
+    async def run(self, statements: list[tuple[str, list[Any], bool]]) -> tuple[Any, ...]:
+        """Run ``statements`` in one transaction; the process's reply (module docstring of
+        ``_sqlite_writer``). Raises :class:`_ProcessGone` if the process or its socket fails."""
+        sock = self._socket
+        if sock is None or not self.alive:
+            raise _ProcessGone("the writer process is not running")
+        data = pickle.dumps(statements, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            view = memoryview(_LENGTH.pack(len(data)) + data)
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    await anyio.wait_writable(sock)
+            (size,) = _LENGTH.unpack(await self._read(_LENGTH.size))
+            reply: tuple[Any, ...] = pickle.loads(await self._read(size))
+        except OSError as exc:
+            raise _ProcessGone(str(exc)) from None
+        self.requests += 1
+        return reply
+
+    async def _read(self, size: int) -> bytes:
+        sock = self._socket
+        assert sock is not None
+        data = bytearray()
+        while len(data) < size:
+            try:
+                chunk = sock.recv(size - len(data))
+            except BlockingIOError:
+                await anyio.wait_readable(sock)
+                continue
+            if not chunk:
+                raise _ProcessGone("the writer process closed its socket")
+            data += chunk
+        return bytes(data)
+
+    async def stop(self) -> None:
+        """Close the socket (the process then closes its connection and exits) and reap it."""
+        sock, process = self._socket, self._process
+        self._socket = self._process = None
+        if sock is not None:
+            sock.close()
+        if process is not None:
+            try:
+                await anyio.to_thread.run_sync(process.wait, _WRITER_START_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await anyio.to_thread.run_sync(process.wait)
 
 
 def _loop_writer_path(url: URL) -> str | None:
@@ -628,6 +836,7 @@ class SqlStorage(Storage):
         self.commit_seconds = 0.0
         self._engine: Engine | None = None
         self._loop_writer: _LoopWriter | None = None  # SQLite files only
+        self._process: _WriterProcess | None = None  # SQLite files only: the journal's writer
         self._statements: _Statements | None = None
         self._dbapi: Any = None  # the driver module (sqlite3, psycopg): its exception classes
         self._closing = False
@@ -652,6 +861,15 @@ class SqlStorage(Storage):
         path = _loop_writer_path(self._sa_url)
         if path is not None:
             self._loop_writer = await anyio.to_thread.run_sync(_LoopWriter, path, engine)
+            process = _WriterProcess(path)
+            try:
+                await process.start()
+            except (OSError, _ProcessGone, TimeoutError) as exc:
+                # The loop writer takes the journal too: slower under load, just as durable.
+                log.warning("storage.writer_process_failed", error=str(exc))
+                await process.stop()
+            else:
+                self._process = process
         self._engine = engine
         self._statements = _Statements(engine.dialect)
         self._dbapi = engine.dialect.loaded_dbapi
@@ -685,6 +903,9 @@ class SqlStorage(Storage):
             # Queued behind every earlier job, so its completion means all of them are durable.
             await self._submit(_Job())
             self._engine = self._statements = None
+            if self._process is not None:
+                await self._process.stop()
+                self._process = None
             if self._loop_writer is not None:
                 await anyio.to_thread.run_sync(self._loop_writer.close)
                 self._loop_writer = None
@@ -773,15 +994,20 @@ class SqlStorage(Storage):
 
     async def _lead(self) -> None:
         """As the writer: commit everything queued, wake its callers, pass the role on."""
-        # Let the tasks woken by the last commit run first: those that write again at once join
-        # this batch instead of waiting a whole commit for the next one.
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        if not (len(self._pending) == 1 and self._pending[0].gathered):
+            # Let the tasks that are about to write run first, so that they join this batch:
+            # with the sync on the loop, nothing else would make them wait and share a commit.
+            # Not for a batch its caller gathered (the OMS journal's): a scheduler pass is a
+            # millisecond and more under load, and it would be on every order's latency.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
         batch, self._pending = self._pending, []
         try:
             # Shielded: once taken, a batch commits and its callers learn the outcome.
             with anyio.CancelScope(shield=True):
                 writer = self._loop_writer
-                if writer is not None and all(job.inline for job in batch):
+                if self._process is not None and all(job.gathered for job in batch):
+                    await self._commit_in_process(self._process, batch)
+                elif writer is not None and all(job.inline for job in batch):
                     await self._commit_on_loop(writer, batch)
                 else:
                     await anyio.to_thread.run_sync(self._commit, batch, limiter=self._write_limiter)
@@ -790,11 +1016,86 @@ class SqlStorage(Storage):
                 if not job.done:  # only if the thread itself could not run
                     job.fail(HftError("storage writer failed", code="storage_unknown"))
                 job.wake.set()
+            writer = self._loop_writer
+            if writer is not None and writer.catch_up_due:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.catch_up, limiter=self._write_limiter)
             self._hand_over()
 
+    async def _commit_in_process(self, process: _WriterProcess, batch: list[_Job]) -> None:
+        """Commit journal jobs in the writer process: all in one transaction, or, if that one
+        fails, one transaction per job, so that only the culprit fails."""
+        if not process.alive:
+            log.warning("storage.writer_process_restarted")
+            try:
+                await process.start()
+            except (OSError, _ProcessGone, TimeoutError) as exc:
+                for job in batch:
+                    job.fail(NetworkError(f"storage {self._where}: writer process: {exc}"))
+                return
+        started = time.perf_counter()
+        groups = [batch] if len(batch) == 1 else [batch, *([job] for job in batch)]
+        for group in groups:
+            statements, entries = self._journal_statements(group)
+            try:
+                reply = await process.run(statements)
+            except _ProcessGone as exc:
+                # Committed or not, nobody knows: the caller retries; the next batch restarts it.
+                log.error("storage.writer_process_lost", url=self._where, error=str(exc))
+                for job in batch:
+                    if not job.done:
+                        job.fail(NetworkError(f"storage {self._where}: writer process: {exc}"))
+                await process.stop()
+                return
+            if reply[0] == "ok" and reply[1] != entries:
+                # Committed, yet not as built (one writer and no triggers: never seen). Not
+                # retried, which would write the entries twice.
+                mismatch = HftError(
+                    f"journal: {reply[1]} rows written for {entries} entries",
+                    code="storage_unknown",
+                )
+                log.error("storage.commit_failed", jobs=len(group), error=str(mismatch))
+                for job in group:
+                    job.fail(mismatch)
+                if group is batch:
+                    return
+                continue
+            if reply[0] == "ok":
+                last = reply[2]
+                seqs = list(range(last - entries + 1, last + 1))
+                for job in group:
+                    job.seqs, seqs = seqs[: len(job.journal)], seqs[len(job.journal) :]
+                    job.done = True
+                self.commits += 1
+                self.writes += len(group)
+                self._observe(time.perf_counter() - started)
+                if group is batch:
+                    return
+                continue
+            error = _writer_error(reply)
+            if len(group) == 1:
+                log.warning("storage.commit_failed", jobs=1, error=self._reason(error))
+                group[0].fail(self._hft_error(error))
+            else:
+                log.warning("storage.batch_retried", jobs=len(group), error=self._reason(error))
+
+    def _journal_statements(
+        self, jobs: Sequence[_Job]
+    ) -> tuple[list[tuple[str, list[Any], bool]], int]:
+        """The writer process's statements for journal jobs, and how many entries they add."""
+        statements = self._open_statements()
+        orders, events = statements.journal_rows(jobs)
+        out = [(sql, values, False) for sql, values in statements.orders.statements(orders)]
+        out += [(sql, values, True) for sql, values in statements.events.statements(events)]
+        for job in jobs:
+            for name, rows in job.inserts:
+                insert: _Insert = getattr(statements, name)
+                out += [(sql, values, False) for sql, values in insert.statements(rows)]
+        return out, len(events)
+
     async def _commit_on_loop(self, writer: _LoopWriter, batch: list[_Job]) -> None:
-        """Commit ``batch`` on the loop connection, then sync the WAL on a thread; the jobs'
-        callers are woken only after the sync (see the module docstring)."""
+        """Commit ``batch`` on the loop connection, then sync the WAL (on the loop unless the
+        disk is slow); the jobs' callers are woken only after the sync (module docstring)."""
         started = time.perf_counter()
         try:
             self._commit(batch, writer.connection)
@@ -805,7 +1106,10 @@ class SqlStorage(Storage):
         if not written:
             return
         try:
-            await anyio.to_thread.run_sync(writer.sync, limiter=self._write_limiter)
+            if writer.on_loop:
+                writer.sync()
+            else:
+                await anyio.to_thread.run_sync(writer.sync, limiter=self._write_limiter)
         except OSError as exc:
             # Written but perhaps not durable: nobody may be told it is stored.
             log.error("storage.sync_failed", url=self._where, error=str(exc))
@@ -848,7 +1152,7 @@ class SqlStorage(Storage):
         assert engine is not None, "the writer runs only while the storage is open"
         assert statements is not None
         started = time.perf_counter()
-        work = [job for job in batch if job.journal or job.apply is not None]
+        work = [job for job in batch if job.journal or job.inserts or job.apply is not None]
         if work:  # close() submits an empty job only to wait for the queue to drain
             # The driver's own connection and cursor: SQLAlchemy's Connection would add its
             # execution machinery to every statement, all of it on the GIL the event loop needs.
@@ -874,6 +1178,8 @@ class SqlStorage(Storage):
                             job.seqs = seqs[start : start + len(job.journal)]
                             start += len(job.journal)
                     for job in work:
+                        for name, rows in job.inserts:
+                            getattr(statements, name).run(cursor, rows)
                         if job.apply is not None:
                             job.apply(cursor, statements)
                 finally:
@@ -901,7 +1207,8 @@ class SqlStorage(Storage):
         buckets = self.commit_buckets
         for i in range(bisect.bisect_left(COMMIT_BUCKETS, elapsed), len(buckets)):
             buckets[i] += 1
-        log.debug("storage.commit", ms=round(elapsed * 1e3, 3))
+        if _stdlib_log.isEnabledFor(logging.DEBUG):
+            log.debug("storage.commit", ms=round(elapsed * 1e3, 3))
 
     # Orders ------------------------------------------------------------------------------------
 
@@ -929,19 +1236,17 @@ class SqlStorage(Storage):
         ]
         fill_rows = self._fill_rows(fills)
         position_rows = self._position_rows(positions)
-
-        def apply(cursor: DBAPICursor, statements: _Statements) -> None:
-            if fill_rows:
-                statements.fills.run(cursor, fill_rows)
-            if position_rows:
-                statements.positions.run(cursor, position_rows)
-
         # One job is one transaction: the journal, fills and positions land together.
         job = _Job(
             journal=entries,
             at=utcnow(),
-            apply=apply if fill_rows or position_rows else None,
+            inserts=[
+                (name, rows)
+                for name, rows in (("fills", fill_rows), ("positions", position_rows))
+                if rows
+            ],
             inline=len(entries) + len(fill_rows) + len(position_rows) <= _INLINE_ROWS,
+            gathered=True,  # by the OMS journal, the one caller
         )
         await self._write(job)
         return job.seqs

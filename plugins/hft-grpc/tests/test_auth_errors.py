@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import grpc
 import pytest
 from hft_grpc._errors import grpc_status
@@ -313,6 +314,11 @@ async def test_correlation_ids_and_the_access_log(harness: Any) -> None:
         error = await harness.fails(
             harness.stubs.orders.Get, orders_pb2.GetRequest(order_id="nope"), metadata=me
         )
+        # ``context.abort`` sends the status before the handler unwinds and logs the call;
+        # the line is written on the gRPC server's thread, so poll for it.
+        with anyio.fail_after(5):
+            while sum(e["event"] == "grpc.call" for e in logs) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.001)
     assert ("x-correlation-id", "trace-42") in call.initial_metadata()
     assert ("x-correlation-id", "trace-42") not in error.initial_metadata()
     # The host's own log line of the call carries the client's id: it crossed to the trio loop.
