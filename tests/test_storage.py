@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pickle
 import re
 import socket
 import sqlite3
@@ -34,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hft import ConfigError, NetworkError, ValidationError
-from hft._builtin import _sql_schema, _sql_storage
+from hft._builtin import _sql_schema, _sql_storage, _sqlite_writer
 from hft._builtin._sql_storage import SqlStorage, redact_url
 from hft._host import open_storage
 from hft._plugins import PluginHost
@@ -814,10 +815,50 @@ async def test_sqlite_journal_is_written_by_the_writer_process(tmp_path: Path) -
         assert other.execute("SELECT count(*) FROM order_events").fetchone() == (600,)
         assert other.execute("SELECT count(*) FROM fills").fetchone() == (6,)
     other.close()
-    # The process's own checkpoints start the WAL over: about 21 MB went through it.
+    # The process's checkpoints start the WAL over: about 21 MB went through it.
     assert (tmp_path / "hft.db-wal").stat().st_size < 8_000_000
     await store.close()
     assert not process.alive  # closing the store ends the process
+
+
+def test_sqlite_writer_wal_starts_over_with_a_request_always_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer process's loop, run on a thread here so that its limits can be small. Requests
+    # are pipelined, so one is always waiting and the writer never finds a gap to finish a
+    # checkpoint in: it must do so anyway once the WAL passes its limit.
+    monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(_sqlite_writer, "_WAL_FRAMES_LIMIT", 200)
+    db = tmp_path / "w.db"
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data TEXT)")
+    setup.close()
+    ours, theirs = socket.socketpair()
+    writer = threading.Thread(target=_sqlite_writer.main, args=(str(db), theirs.detach()))
+    writer.start()
+    replies = ours.makefile("rb")
+    assert replies.read(1) == b"R"
+    statement = ("INSERT INTO t (data) VALUES (?)", ["x" * 3000], True)
+    request = pickle.dumps([statement] * 10)  # about ten WAL pages a request
+    frame = len(request).to_bytes(4, "big") + request
+    sent = received = 0
+    while received < 600:
+        while sent < 600 and sent - received < 8:
+            ours.sendall(frame)
+            sent += 1
+        size = int.from_bytes(replies.read(4), "big")
+        assert pickle.loads(replies.read(size))[:2] == ("ok", 10)
+        received += 1
+    # About 24 MB went through the WAL: one that never started over would hold all of it.
+    assert (tmp_path / "w.db-wal").stat().st_size < 4_000_000
+    ours.close()
+    replies.close()
+    writer.join(10)
+    assert not writer.is_alive()
+    with sqlite3.connect(db) as other:
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (6000,)
+    other.close()
+    assert not (tmp_path / "w.db-wal").exists()  # closed: checkpointed into the file
 
 
 async def test_sqlite_writer_process_lost_mid_write_fails_it_and_is_restarted(
