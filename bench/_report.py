@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -26,6 +27,35 @@ def machine() -> str:
         pass
     python = platform.python_version()
     return f"{os.cpu_count()} cores, {cpu}, Python {python}, {platform.system()}"
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """The whole machine's CPU time so far, in clock ticks: (stolen by the hypervisor, all).
+    (0, 0) where /proc/stat is not there."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        ticks = [int(value) for value in first[1:9]]  # user .. steal
+    except (OSError, ValueError):
+        return (0, 0)
+    return ticks[7] if len(ticks) == 8 else 0, sum(ticks)
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time the hypervisor took between two :func:`cpu_ticks`:
+    on a shared virtual machine, what makes one run's figures unlike another's."""
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def python_speed_ms() -> float:
+    """Milliseconds for a fixed piece of pure-Python work (best of five): how fast this machine
+    runs the interpreter right now, to compare runs made on different days or machines."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        best = min(best, time.perf_counter() - started)
+    return best * 1e3
 
 
 def git_revision() -> str:

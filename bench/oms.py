@@ -38,7 +38,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hft
-from bench._report import machine, write_section
+from bench._report import cpu_ticks, machine, python_speed_ms, steal_percent, write_section
 from hft import _logging
 from hft._config import config_from_mapping, resolve_config
 from hft._host import Host, Services
@@ -205,6 +205,8 @@ def summary(
     services: Services,
     trader: User,
     cpu: tuple[float, float, float],
+    machine_before: tuple[int, int],
+    speed_ms: float,
 ) -> Result:
     latencies.sort()
     loop_cpu = time.thread_time() - cpu[0]
@@ -229,6 +231,10 @@ def summary(
         "loop_us": loop_cpu * 1e6 / len(latencies),
         "process_us": process_cpu * 1e6 / len(latencies),
         "writer_us": writer * 1e6 / len(latencies),
+        # How much of the machine the hypervisor took meanwhile, and how fast it ran Python
+        # just before: on a shared virtual machine, these differ from one run to the next.
+        "steal_pct": steal_percent(machine_before, cpu_ticks()),
+        "speed_ms": speed_ms,
     }
 
 
@@ -249,13 +255,16 @@ async def closed_loop(orders: int, concurrency: int, data_dir: Path) -> Result:
                 await services.oms.submit(trader, request)
                 latencies.append(time.perf_counter_ns() - start)
 
+        speed_ms = python_speed_ms()
+        machine_before = cpu_ticks()
         cpu = (time.thread_time(), time.process_time(), writer_cpu(services))
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for index in range(concurrency):
                 tg.start_soon(client, index)
         await services.oms.flush()
-        return summary(latencies, time.perf_counter() - start, services, trader, cpu)
+        elapsed = time.perf_counter() - start
+        return summary(latencies, elapsed, services, trader, cpu, machine_before, speed_ms)
 
 
 async def open_loop(
@@ -297,6 +306,8 @@ async def open_loop(
                 await wakeup.wait()
 
         interval_ns = int(1e9 / rate)
+        speed_ms = python_speed_ms()
+        machine_before = cpu_ticks()
         cpu = (time.thread_time(), time.process_time(), writer_cpu(services))
         start_ns = time.perf_counter_ns()
         async with anyio.create_task_group() as tg:
@@ -318,7 +329,7 @@ async def open_loop(
                 wakeup.set()
         await services.oms.flush()
         elapsed = (time.perf_counter_ns() - start_ns) / 1e9
-        return summary(latencies, elapsed, services, trader, cpu)
+        return summary(latencies, elapsed, services, trader, cpu, machine_before, speed_ms)
 
 
 def fmt(result: Result) -> str:
@@ -381,7 +392,13 @@ def main() -> None:
         values = [f"{r['orders']:,}", f"{r['orders_per_s']:,.0f}"]
         values += [f"{r[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")]
         values += [f"{r['loop_us']:.0f}", f"{r['process_us']:.0f}", f"{r['writer_us']:.0f}"]
+        values += [f"{r['steal_pct']:.0f}", f"{r['speed_ms']:.1f}"]
         return "| " + " | ".join([first, *values]) + " |"
+
+    def table_head(first: str, rate: str) -> str:
+        names = [first, "orders", rate, "p50 ms", "p99 ms", "max ms", "loop µs", "CPU µs"]
+        names += ["writer µs", "steal %", "speed ms"]
+        return "| " + " | ".join(names) + " |\n|" + "---:|" * len(names)
 
     closed_rows = "\n".join(cells(str(c), r) for c, r in closed)
     open_rows = "\n".join(cells(f"{rate:,.0f}", r) for rate, r in opened)
@@ -418,9 +435,13 @@ commit; the journal's commits run in a writer process of their own, see docs/sto
 group commit, every built-in risk rule enabled with limits that pass. Latency is submit call →
 return (the order durable, then acknowledged by the broker). "loop µs" is the event loop
 thread's CPU time per order, "CPU µs" the host process's (storage threads too), "writer µs"
-the journal's writer process's. The bench's own order generator and workers run on the same
-loop and are included: with a bare scheduler pass in place of the submit, they cost the loop
-{harness["loop_us"]:.0f} µs per order at 5,000 orders/s.
+the journal's writer process's. "steal %" is the share of the machine's CPU time its
+hypervisor took during the run, and "speed ms" how long a fixed piece of pure Python took just
+before it (`python_speed_ms` in bench/_report.py; smaller is faster): on a shared virtual
+machine both change from one run to the next, and the loop's cost per order with them. The
+bench's own order generator and workers run on the same loop and are included: with a bare
+scheduler pass in place of the submit, they cost the loop {harness["loop_us"]:.0f} µs per order
+at 5,000 orders/s.
 
 **Sustained rate** (open loop): orders come due on a fixed schedule at the offered rate for
 {args.seconds:g} s (released each millisecond), each handed to an idle one of 64 worker tasks,
@@ -429,8 +450,7 @@ so queueing behind a busy host is included. {args.repeat} runs per rate, each it
 the loop's capacity, the p99 of one run differs a lot from the next. Targets: ≥ 5,000 orders/s
 sustained, p99 ≤ 5 ms.
 
-| offered/s | orders | achieved/s | p50 ms | p99 ms | max ms | loop µs | CPU µs | writer µs |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+{table_head("offered/s", "achieved/s")}
 {open_rows}
 
 {verdict}
@@ -440,8 +460,7 @@ their orders share commits; this shows the ceiling (the larger the batches, the 
 order pays of a commit's fixed cost) and how latency grows with clients, not a rate a desk
 would run at.
 
-| clients | orders | orders/s | p50 ms | p99 ms | max ms | loop µs | CPU µs | writer µs |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+{table_head("clients", "orders/s")}
 {closed_rows}
 """
     write_section("Order management throughput and latency", body)

@@ -850,7 +850,7 @@ def test_sqlite_writer_wal_starts_over_with_a_request_always_waiting(
         assert pickle.loads(replies.read(size))[:2] == ("ok", 10)
         received += 1
     # About 24 MB went through the WAL: one that never started over would hold all of it.
-    assert (tmp_path / "w.db-wal").stat().st_size < 4_000_000
+    assert (tmp_path / "w.db-wal").stat().st_size < 12_000_000
     ours.close()
     replies.close()
     writer.join(10)

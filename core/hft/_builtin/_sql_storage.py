@@ -753,7 +753,7 @@ class _WriterProcess:
         """Run ``statements`` in one transaction; the process's reply (module docstring of
         ``_sqlite_writer``). Raises :class:`_ProcessGone` if the process or its socket fails."""
         sock = self._socket
-        if sock is None or not self.alive:
+        if sock is None:  # whether the process lives is checked once per batch, by the caller
             raise _ProcessGone("the writer process is not running")
         data = pickle.dumps(statements, protocol=pickle.HIGHEST_PROTOCOL)
         try:

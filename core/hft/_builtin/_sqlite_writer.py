@@ -98,7 +98,7 @@ class _Checkpointer(threading.Thread):
                         done, frames = _checkpoint(conn)
                     except sqlite3.Error:
                         break  # the writer catches up instead
-                    if done and frames - seen <= _CATCH_UP_FRAMES:
+                    if (done and frames - seen <= _CATCH_UP_FRAMES) or frames > _WAL_FRAMES_LIMIT:
                         break
                     seen = frames
                 self.behind = frames > _WAL_FRAMES_LIMIT
