@@ -18,16 +18,17 @@ pages copies it into the database file and syncs that file before it returns: 3 
 twenty times a second at 3,000 orders/s, a third of this process's time, and every batch queued
 behind it waited that long. So the writing connection never checkpoints; every
 ``_CHECKPOINT_EVERY`` commits, a thread checkpoints (``PASSIVE``: it never blocks a commit) from a
-connection of its own, again while commits land beside it, until a pass has copied all it saw.
-A WAL starts over from its beginning only at a commit that finds it wholly copied, which under a
-steady stream of commits a thread's pass never leaves it: so after one, the writer copies the few
-pages committed meanwhile itself, once it has replied and no request is waiting (nothing can
-commit beside it then). If no such gap comes and the WAL passes ``_WAL_FRAMES_LIMIT`` pages, it
-does so between two requests anyway.
+connection of its own, pass after pass while commits land beside it, until one leaves at most
+``_CATCH_UP_FRAMES`` pages behind. A WAL starts over from its beginning only at a commit that
+finds it wholly copied, which under a steady stream of commits a thread's pass never leaves it:
+so the writer copies those last pages itself, once it has replied and no request is waiting
+(nothing can commit beside it then). If no such gap comes and the WAL passes
+``_WAL_FRAMES_LIMIT`` pages, it does so between two requests anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import select
 import socket
@@ -177,7 +178,9 @@ def main(path: str, fd: int) -> None:
                 # Nothing commits beside it: the WAL is then wholly copied, and the next commit
                 # starts it over.
                 checkpointer.copied = checkpointer.behind = False
-                _checkpoint(conn)
+                # If it fails, the WAL only grows until the next try: every commit is synced.
+                with contextlib.suppress(sqlite3.Error):
+                    _checkpoint(conn)
     finally:
         checkpointer.stop()
         conn.close()  # the last connection to close checkpoints and removes the WAL
