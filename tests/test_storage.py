@@ -823,15 +823,11 @@ async def test_sqlite_journal_is_written_by_the_writer_process(tmp_path: Path) -
     assert not process.alive  # closing the store ends the process
 
 
-def test_sqlite_writer_wal_starts_over_with_a_request_always_waiting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The writer process's loop, run on a thread here so that its limits can be small. Requests
-    # are pipelined, so one is always waiting and the writer never finds a gap to finish a
-    # checkpoint in: it must do so anyway once the WAL passes its limit.
-    monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_EVERY", 5)
-    monkeypatch.setattr(_sqlite_writer, "_WAL_FRAMES_LIMIT", 200)
-    db = tmp_path / "w.db"
+def _drive_writer(db: Path, requests: int, in_flight: int) -> None:
+    """Run the writer process's loop on a thread (so that a test can change its limits) and send
+    it ``requests`` of ten 3 KB rows (about ten WAL pages each), ``in_flight`` at a time; checks
+    that the WAL started over (about 24 MB go through it for 600 requests) and that every row is
+    in the file after close."""
     with sqlite3.connect(db) as setup:
         setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data TEXT)")
     setup.close()
@@ -841,26 +837,46 @@ def test_sqlite_writer_wal_starts_over_with_a_request_always_waiting(
     replies = ours.makefile("rb")
     assert replies.read(1) == b"R"
     statement = ("INSERT INTO t (data) VALUES (?)", ["x" * 3000], True)
-    request = pickle.dumps([statement] * 10)  # about ten WAL pages a request
+    request = pickle.dumps([statement] * 10)
     frame = len(request).to_bytes(4, "big") + request
     sent = received = 0
-    while received < 600:
-        while sent < 600 and sent - received < 8:
+    while received < requests:
+        while sent < requests and sent - received < in_flight:
             ours.sendall(frame)
             sent += 1
         size = int.from_bytes(replies.read(4), "big")
         assert pickle.loads(replies.read(size))[:2] == ("ok", 10)
         received += 1
-    # About 24 MB went through the WAL: one that never started over would hold all of it.
-    assert (tmp_path / "w.db-wal").stat().st_size < 12_000_000
+    # A WAL that never started over would hold every request's pages.
+    assert db.with_name(db.name + "-wal").stat().st_size < 12_000_000
     ours.close()
     replies.close()
     writer.join(10)
     assert not writer.is_alive()
     with sqlite3.connect(db) as other:
-        assert other.execute("SELECT count(*) FROM t").fetchone() == (6000,)
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (requests * 10,)
     other.close()
-    assert not (tmp_path / "w.db-wal").exists()  # closed: checkpointed into the file
+    assert not db.with_name(db.name + "-wal").exists()  # closed: checkpointed into the file
+
+
+def test_sqlite_writer_wal_starts_over_with_a_request_always_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pipelined, so one request is always waiting and the writer never finds a gap to finish a
+    # checkpoint in: it must do so anyway once the WAL passes its limit.
+    monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(_sqlite_writer, "_WAL_FRAMES_LIMIT", 200)
+    _drive_writer(tmp_path / "w.db", 600, in_flight=8)
+
+
+def test_sqlite_writer_checkpoints_alone_without_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checkpoint thread gone (as if it could not open its connection): the writer
+    # checkpoints by itself, and its WAL still starts over.
+    monkeypatch.setattr(_sqlite_writer._Checkpointer, "run", lambda self: None)
+    monkeypatch.setattr(_sqlite_writer, "_CHECKPOINT_EVERY", 5)
+    _drive_writer(tmp_path / "w.db", 600, in_flight=1)
 
 
 async def test_sqlite_writer_process_lost_mid_write_fails_it_and_is_restarted(

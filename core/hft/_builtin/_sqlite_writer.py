@@ -74,7 +74,7 @@ class _Checkpointer(threading.Thread):
         self._path = path
         self._due = threading.Event()
         self._stopping = False
-        self.copied = False  # a pass copied all it saw: the writer's catch-up is due
+        self.copied = False  # its passes are over: the writer's catch-up is due
         self.behind = False  # ... and the WAL is past the limit: due even with requests waiting
 
     def request(self) -> None:
@@ -173,7 +173,10 @@ def main(path: str, fd: int) -> None:
                 continue
             commits += 1
             if commits % _CHECKPOINT_EVERY == 0:
-                checkpointer.request()
+                if checkpointer.is_alive():
+                    checkpointer.request()
+                else:  # it could not open its connection: the writer checkpoints alone
+                    checkpointer.copied = checkpointer.behind = True
             if checkpointer.copied and (checkpointer.behind or not _waiting(sock, buffer)):
                 # Nothing commits beside it: the WAL is then wholly copied, and the next commit
                 # starts it over.
