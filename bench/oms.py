@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -34,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hft
 from bench._report import cpu_ticks, machine, python_speed_ms, steal_percent, write_section
 from hft import _logging
+from hft._builtin._sql_storage import COMMIT_BUCKETS
 from hft._config import config_from_mapping, resolve_config
 from hft._host import Host, Services
 from hft._plugins import PluginHost
@@ -199,19 +202,47 @@ def writer_cpu(services: Services) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def slow_commits(services: Services) -> int:
+    """Journal commits so far that took over 5 ms, timed in the host (from the request sent
+    to the reply read, so a busy loop's delay in reading it counts too)."""
+    buckets = getattr(services.storage, "commit_buckets", None)  # white-box, as writer_cpu
+    if not buckets:
+        return 0
+    return int(buckets[-1] - buckets[COMMIT_BUCKETS.index(0.005)])
+
+
+@attrs.frozen
+class Start:
+    """Readings taken just before a run, for :func:`summary` to subtract."""
+
+    cpu: tuple[float, float, float]  # loop thread, process, writer process
+    machine: tuple[int, int]  # cpu_ticks()
+    speed_ms: float
+    slow_commits: int
+
+    @classmethod
+    def now(cls, services: Services) -> Start:
+        speed_ms = python_speed_ms()
+        return cls(
+            (time.thread_time(), time.process_time(), writer_cpu(services)),
+            cpu_ticks(),
+            speed_ms,
+            slow_commits(services),
+        )
+
+
 def summary(
     latencies: list[int],
     elapsed: float,
     services: Services,
     trader: User,
-    cpu: tuple[float, float, float],
-    machine_before: tuple[int, int],
-    speed_ms: float,
+    start: Start,
+    late_ms: float = math.nan,
 ) -> Result:
     latencies.sort()
-    loop_cpu = time.thread_time() - cpu[0]
-    process_cpu = time.process_time() - cpu[1]
-    writer = writer_cpu(services) - cpu[2]
+    loop_cpu = time.thread_time() - start.cpu[0]
+    process_cpu = time.process_time() - start.cpu[1]
+    writer = writer_cpu(services) - start.cpu[2]
     acked = sum(1 for o in services.oms.orders(trader) if o.status is OrderStatus.OPEN)
     return {
         "orders": len(latencies),
@@ -233,8 +264,12 @@ def summary(
         "writer_us": writer * 1e6 / len(latencies),
         # How much of the machine the hypervisor took meanwhile, and how fast it ran Python
         # just before: on a shared virtual machine, these differ from one run to the next.
-        "steal_pct": steal_percent(machine_before, cpu_ticks()),
-        "speed_ms": speed_ms,
+        "steal_pct": steal_percent(start.machine, cpu_ticks()),
+        "speed_ms": start.speed_ms,
+        # What a slow run's tail came from: the disk (commits over 5 ms) or a loop that could
+        # not run (how late the open loop's 1 ms release ticker woke, at worst).
+        "slow_commits": slow_commits(services) - start.slow_commits,
+        "late_ms": late_ms,
     }
 
 
@@ -255,16 +290,14 @@ async def closed_loop(orders: int, concurrency: int, data_dir: Path) -> Result:
                 await services.oms.submit(trader, request)
                 latencies.append(time.perf_counter_ns() - start)
 
-        speed_ms = python_speed_ms()
-        machine_before = cpu_ticks()
-        cpu = (time.thread_time(), time.process_time(), writer_cpu(services))
+        before = Start.now(services)
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for index in range(concurrency):
                 tg.start_soon(client, index)
         await services.oms.flush()
         elapsed = time.perf_counter() - start
-        return summary(latencies, elapsed, services, trader, cpu, machine_before, speed_ms)
+        return summary(latencies, elapsed, services, trader, before)
 
 
 async def open_loop(
@@ -306,9 +339,8 @@ async def open_loop(
                 await wakeup.wait()
 
         interval_ns = int(1e9 / rate)
-        speed_ms = python_speed_ms()
-        machine_before = cpu_ticks()
-        cpu = (time.thread_time(), time.process_time(), writer_cpu(services))
+        before = Start.now(services)
+        late_ns = 0  # the most the release ticker woke after its millisecond
         start_ns = time.perf_counter_ns()
         async with anyio.create_task_group() as tg:
             for _ in range(workers):
@@ -324,12 +356,13 @@ async def open_loop(
                         idle.pop().set()
                     n += 1
                 await anyio.sleep(0.001)
+                late_ns = max(late_ns, time.perf_counter_ns() - now_ns - 1_000_000)
             finished = True
             for wakeup in idle:
                 wakeup.set()
         await services.oms.flush()
         elapsed = (time.perf_counter_ns() - start_ns) / 1e9
-        return summary(latencies, elapsed, services, trader, cpu, machine_before, speed_ms)
+        return summary(latencies, elapsed, services, trader, before, late_ns / 1e6)
 
 
 def fmt(result: Result) -> str:
@@ -393,11 +426,13 @@ def main() -> None:
         values += [f"{r[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")]
         values += [f"{r['loop_us']:.0f}", f"{r['process_us']:.0f}", f"{r['writer_us']:.0f}"]
         values += [f"{r['steal_pct']:.0f}", f"{r['speed_ms']:.1f}"]
+        late = r["late_ms"]
+        values += [f"{r['slow_commits']:,}", "–" if math.isnan(late) else f"{late:.1f}"]
         return "| " + " | ".join([first, *values]) + " |"
 
     def table_head(first: str, rate: str) -> str:
         names = [first, "orders", rate, "p50 ms", "p99 ms", "max ms", "loop µs", "CPU µs"]
-        names += ["writer µs", "steal %", "speed ms"]
+        names += ["writer µs", "steal %", "speed ms", "commits > 5 ms", "late ms"]
         return "| " + " | ".join(names) + " |\n|" + "---:|" * len(names)
 
     closed_rows = "\n".join(cells(str(c), r) for c, r in closed)
@@ -438,10 +473,13 @@ thread's CPU time per order, "CPU µs" the host process's (storage threads too),
 the journal's writer process's. "steal %" is the share of the machine's CPU time its
 hypervisor took during the run, and "speed ms" how long a fixed piece of pure Python took just
 before it (`python_speed_ms` in bench/_report.py; smaller is faster): on a shared virtual
-machine both change from one run to the next, and the loop's cost per order with them. The
-bench's own order generator and workers run on the same loop and are included: with a bare
-scheduler pass in place of the submit, they cost the loop {harness["loop_us"]:.0f} µs per order
-at 5,000 orders/s.
+machine both change from one run to the next, and the loop's cost per order with them.
+"commits > 5 ms" counts the journal's commits that took longer, timed in the host (request sent
+to reply read, so a busy loop's delay in reading the reply counts too); "late ms" is the most
+the open loop's 1 ms release ticker woke after its time: the longest the loop could not run.
+Between them they say where a run's tail came from. The bench's own order generator and
+workers run on the same loop and are included: with a bare scheduler pass in place of the
+submit, they cost the loop {harness["loop_us"]:.0f} µs per order at 5,000 orders/s.
 
 **Sustained rate** (open loop): orders come due on a fixed schedule at the offered rate for
 {args.seconds:g} s (released each millisecond), each handed to an idle one of 64 worker tasks,

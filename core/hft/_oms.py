@@ -656,7 +656,7 @@ class OrderManager:
             pending_sell_quantity=pending_sell,
             last_price=self._last_price(key),
             day_pnl=self._portfolio.day_pnl(
-                account.account_id, lambda key: instruments[key].price_scale
+                account.account_id, lambda held: instruments[held].price_scale
             ),
             now=now,
             monotonic_s=anyio.current_time(),
