@@ -756,12 +756,20 @@ async def test_sqlite_writes_go_to_the_thread_while_another_process_holds_the_lo
     await store.close()
 
 
-async def test_sqlite_loop_commits_are_checkpointed_by_a_synced_connection(
+async def _checkpointing_every_5_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> SqlStorage:
+    """An open SQLite store whose loop writer checkpoints every 5 commits."""
     monkeypatch.setattr(_sql_storage, "_CHECKPOINT_EVERY", 5)
     store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
     await store.open()
+    return store
+
+
+async def test_sqlite_loop_commits_are_checkpointed_by_a_synced_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await _checkpointing_every_5_commits(tmp_path, monkeypatch)
     writer = store._loop_writer
     assert writer is not None
     for i in range(5):
@@ -785,9 +793,7 @@ async def test_sqlite_loop_commits_are_checkpointed_by_a_synced_connection(
 async def test_sqlite_wal_starts_over_under_a_steady_stream_of_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_sql_storage, "_CHECKPOINT_EVERY", 5)
-    store = SqlStorage(f"sqlite:///{tmp_path / 'hft.db'}")
-    await store.open()
+    store = await _checkpointing_every_5_commits(tmp_path, monkeypatch)
     wal = tmp_path / "hft.db-wal"
     for i in range(1000):  # back to back, so the checkpoint thread always runs beside writes
         await store.append_audit("check", {"n": i})
