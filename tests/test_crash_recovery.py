@@ -7,15 +7,20 @@ records every acknowledgement; after some of them the process is killed with SIG
 process on the same files must then report every acknowledged order, with its id and a state the
 venue's books agree with, duplicate nothing, hold the positions the venue's fills imply, and
 answer a retried client order id with the order it already made.
+
+The same holds with the simulation broker (hft-sim), whose exchange lives in the killed process
+and keeps its books in the host's storage: what it acknowledged must come back with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,7 +47,7 @@ def _installed(distribution: str) -> bool:
     return True
 
 
-if not (_installed("hft-testbroker") and _installed("hft-lineclient")):
+if not all(map(_installed, ("hft-testbroker", "hft-lineclient", "hft-sim", "hft-ext"))):
     reason = "the test plugins in tests/plugins are not installed (run through `nox -s tests`)"
     if os.environ.get("CI") or os.environ.get("HFT_TEST_PLUGINS_INSTALLED"):
         raise RuntimeError(reason)  # in CI a missing install is a failure, never a skip
@@ -124,12 +129,14 @@ def marketable(order: dict[str, Any]) -> bool:
 
 
 @contextmanager
-def serving(tmp_path: Path, run: int) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+def serving(
+    tmp_path: Path, run: int, plugins: str = "test,lines"
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     """``hft serve`` on the config in tmp_path, logging JSON to a file; yields the process, the
     lines transport's address and the log file. Kills the process on the way out."""
     log_path = tmp_path / f"serve-{run}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HFT_")}
-    env.update(HFT_LOGGING__FORMAT="json", HFT_PLUGINS="test,lines")
+    env.update(HFT_LOGGING__FORMAT="json", HFT_PLUGINS=plugins)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "hft", "serve"],
@@ -401,3 +408,161 @@ def _venue_as_left(state_file: Path, copy: Path, places: int) -> TestVenue:
     venue = TestVenue(accounts=tuple(ACCOUNTS.values()), instant=True, state_file=copy)
     assert venue._order_seq == places + 1
     return venue
+
+
+# ----------------------------------------------------------------------------------------------
+# The same crash on the simulation broker
+# ----------------------------------------------------------------------------------------------
+
+SIM_CONFIG = """\
+[host]
+data_dir = "{data_dir}"
+
+[brokers.paper]
+plugin = "sim"
+environment = "sim"
+seed = 7
+
+[brokers.paper.accounts.D1]
+[brokers.paper.accounts.D2]
+
+[accounts.acc1]
+broker = "paper"
+broker_account = "D1"
+environment = "sim"
+
+[accounts.acc2]
+broker = "paper"
+broker_account = "D2"
+environment = "sim"
+
+[transports.lines]
+username = "crash"
+accounts = ["acc1", "acc2"]
+"""
+SIM_INSTRUMENTS = ("NSE:INFY", "NSE:RELIANCE", "NSE:TCS")
+
+
+def sim_orders() -> list[dict[str, Any]]:
+    """Market orders, which the sim's market makers fill at once, over two accounts and three
+    instruments, a third of them with a client order id."""
+    orders = []
+    for n in range(ORDERS):
+        order: dict[str, Any] = {
+            "account": list(ACCOUNTS)[n % 2],
+            "instrument": SIM_INSTRUMENTS[n % 3],
+            "side": "BUY" if n % 4 in (0, 3) else "SELL",
+            "quantity": 1 + n % 5,
+            "order_type": "MARKET",
+        }
+        if n % 3 == 0:
+            order["client_order_id"] = f"crash-{n}"
+        orders.append(order)
+    return orders
+
+
+def test_nothing_the_sim_acknowledged_is_lost_when_serve_is_killed_mid_stream(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    (tmp_path / "hft.toml").write_text(SIM_CONFIG.format(data_dir=data_dir))
+    orders = sim_orders()
+    plugins = "sim,ext,lines"
+
+    # Run 1: stream orders, SIGKILL after KILL_AFTER acknowledgements.
+    with serving(tmp_path, 1, plugins) as (process, address, _):
+        client = Client(address)
+        client.wait_until_ready()
+        client.close()
+        time.sleep(1.0)  # a few market steps (200 ms each): the market makers' quotes to trade on
+        stream = Stream(address, process)
+        stream.run(orders)
+        assert stream.killed.is_set(), "every order was answered before the kill"
+        assert process.wait(timeout=TIMEOUT_S) == -signal.SIGKILL
+    assert [r for r in stream.replies.values() if not r["ok"]] == []
+    acked = {n: r["orders"] for n, r in stream.replies.items()}
+    assert len(acked) >= KILL_AFTER
+    assert all(len(created) == 1 for created in acked.values())
+
+    # Run 2: the same files; the sim comes back from the host's storage.
+    with serving(tmp_path, 2, plugins) as (process, address, log_path):
+        client = Client(address)
+        client.wait_until_ready()
+        reconciled = wait_for_event(process, log_path, "oms.reconciled", broker="paper")
+        retried = {}
+        for n in acked:
+            if "client_order_id" in orders[n]:
+                reply = client.call("submit", order=orders[n])
+                assert reply["ok"], reply
+                retried[n] = reply["orders"]
+        listing = client.call("orders")["orders"]
+        positions = client.call("positions")["positions"]
+        client.close()
+    # Read after the second SIGKILL too: the sim stores what it reports before it reports it.
+    sim = _sim_state(data_dir / "hft.db")
+    at_sim = {row["id"]: row for row in sim["orders"]}
+
+    # Every acknowledged order is there, final, as the sim has it.
+    recovered = {o["order_id"]: o for o in listing}
+    for n, (created,) in acked.items():
+        order = recovered.get(created["order_id"])
+        assert order is not None, f"acknowledged order {n} ({created['order_id']}) was lost"
+        assert order["broker_order_id"] == created["broker_order_id"], n
+        row = at_sim.get(order["broker_order_id"])
+        assert row is not None, f"the sim lost acknowledged order {n} ({created})"
+        assert row["request"]["client_order_id"] == order["order_id"]
+        # Filled, or (while the market makers' first quotes are still coming) filled as far as
+        # the book went, the rest cancelled: either way final, and the same on both sides.
+        assert order["status"] in ("FILLED", "CANCELLED"), (n, order)
+        assert (order["status"], order["filled_quantity"]) == (
+            row["status"],
+            row["filled_quantity"],
+        ), n
+    for n, (again,) in retried.items():
+        assert again["order_id"] == acked[n][0]["order_id"]
+
+    # No broker order id was handed out twice, and hft knows every order the sim has.
+    broker_ids = [o["broker_order_id"] for o in listing if o["broker_order_id"]]
+    assert len(broker_ids) == len(set(broker_ids))
+    by_broker_id = {o["broker_order_id"]: o for o in listing if o["broker_order_id"]}
+    assert set(at_sim) <= set(by_broker_id)
+    for broker_order_id, row in at_sim.items():
+        order = by_broker_id[broker_order_id]
+        assert (order["status"], order["filled_quantity"]) == (
+            row["status"],
+            row["filled_quantity"],
+        )
+    for order in listing:
+        if order["broker_order_id"] is None:
+            assert (order["status"], order["reason"]) == ("REJECTED", "never reached the broker")
+    assert (reconciled["unknown"], reconciled["mismatches"]) == (0, 0), reconciled
+
+    # Positions are the sim's fills, to the share and the paisa.
+    account_of = {broker_account: account for account, broker_account in ACCOUNTS.items()}
+    implied: dict[tuple[str, str], list[int]] = {}
+    for fill in sim["trades"]:
+        totals = implied.setdefault((account_of[fill["account"]], fill["instrument"]), [0] * 4)
+        index = 0 if fill["side"] == "BUY" else 2
+        totals[index] += fill["quantity"]
+        totals[index + 1] += fill["quantity"] * fill["price"]
+    reported = {
+        (p["account"], p["instrument"]): [
+            p["buy_quantity"],
+            p["buy_value"],
+            p["sell_quantity"],
+            p["sell_value"],
+        ]
+        for p in positions
+    }
+    assert reported == implied
+    assert sum(o["filled_quantity"] for o in listing) > 0  # the stream did trade
+
+
+def _sim_state(database: Path) -> dict[str, Any]:
+    """The sim broker's stored state, read straight from the host's SQLite file."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        (value,) = db.execute(
+            "SELECT value FROM state WHERE namespace = 'sim' AND key = 'paper'"
+        ).fetchone()
+    state: dict[str, Any] = json.loads(value)
+    return state

@@ -251,6 +251,11 @@ class SimBroker(Broker):
         self._down = False
         self._state_dirty = False
         self._last_save = 0.0
+        # What a client has been told (acks, order updates, fills) must survive a crash: such
+        # changes are counted, and none is reported before a save that covers it has landed.
+        self._client_changes = 0
+        self._saved_changes = 0
+        self._save_lock = anyio.Lock()  # one save at a time, so an older state never lands last
 
     # Universe ---------------------------------------------------------------------------------
 
@@ -427,6 +432,7 @@ class SimBroker(Broker):
         self._publish(rec)
         self._request(rec, lambda: self._arrive(rec))
         self._run_due()
+        await self._durable()
         return broker_order_id
 
     async def modify_order(
@@ -488,6 +494,7 @@ class SimBroker(Broker):
         self._publish(rec)
         self._request(rec, lambda: self._arrive_modify(rec, changed))
         self._run_due()
+        await self._durable()
 
     async def cancel_order(self, broker_account: str, broker_order_id: str) -> None:
         await self._ready()
@@ -504,6 +511,7 @@ class SimBroker(Broker):
         self._publish(rec)
         self._request(rec, lambda: self._arrive_cancel(rec))
         self._run_due()
+        await self._durable()
 
     # Books and portfolio ----------------------------------------------------------------------
 
@@ -742,6 +750,8 @@ class SimBroker(Broker):
             if self._state_dirty and self.config.persist:
                 delay = min(delay, max(0.0, self._last_save + interval - now))
             await self._sleep(delay)
+        if not isinstance(buffer[0], (Tick, ConnectionEvent)):
+            await self._durable_or_wait()
         return buffer.popleft()
 
     async def _sleep(self, delay: float | None) -> None:
@@ -759,6 +769,8 @@ class SimBroker(Broker):
             waker.set()
 
     def _emit(self, event: BrokerEvent) -> None:
+        if not isinstance(event, (Tick, ConnectionEvent)):
+            self._client_changes += 1
         if self._ended or (self._down and not isinstance(event, ConnectionEvent)):
             return
         self._buffer.append(event)
@@ -1169,13 +1181,44 @@ class SimBroker(Broker):
 
     # Persistence ------------------------------------------------------------------------------
 
-    async def _save(self, *, running: bool = True) -> None:
+    async def _save(self, *, running: bool = True, unless_covers: int | None = None) -> None:
         if not self.config.persist or self._clock is None:
             return
-        data = json.dumps(self._state(running), separators=(",", ":")).encode()
-        await self._context.storage.put_state(STATE_NAMESPACE, self.name, data)
-        self._state_dirty = False
-        self._last_save = anyio.current_time()
+        async with self._save_lock:
+            if unless_covers is not None and self._saved_changes >= unless_covers:
+                return  # the save this one queued behind already stored those changes
+            changes = self._client_changes
+            data = json.dumps(self._state(running), separators=(",", ":")).encode()
+            self._state_dirty = False  # a change made while this is written sets it again
+            try:
+                await self._context.storage.put_state(STATE_NAMESPACE, self.name, data)
+            except BaseException:
+                self._state_dirty = True
+                raise
+            self._saved_changes = max(self._saved_changes, changes)
+            self._last_save = anyio.current_time()
+
+    async def _durable(self) -> None:
+        """Return once every client-visible change so far is stored; raise if it cannot be.
+
+        Callers that arrive while a save is being written share the next one (group commit).
+        """
+        wanted = self._client_changes
+        while self.config.persist and self._clock is not None and self._saved_changes < wanted:
+            await self._save(unless_covers=wanted)
+
+    async def _durable_or_wait(self) -> None:
+        """:meth:`_durable` for the event stream: a store that fails holds the client's
+        events back (they are never reported unsaved) and is retried, never fatal."""
+        backoff = 0.05
+        while True:
+            try:
+                await self._durable()
+                return
+            except HftError as exc:
+                log.warning("sim.save_failed", broker=self.name, error=str(exc))
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def _save_or_log(self, *, running: bool = True) -> None:
         """Save; a store that fails is retried at the next interval, never fatal to the feed."""
