@@ -48,7 +48,10 @@ def _installed(distribution: str) -> bool:
 
 
 if not all(map(_installed, ("hft-testbroker", "hft-lineclient", "hft-sim", "hft-ext"))):
-    reason = "the test plugins in tests/plugins are not installed (run through `nox -s tests`)"
+    reason = (
+        "the test plugins in tests/plugins, hft-sim or hft-ext are not installed "
+        "(run through `nox -s tests`)"
+    )
     if os.environ.get("CI") or os.environ.get("HFT_TEST_PLUGINS_INSTALLED"):
         raise RuntimeError(reason)  # in CI a missing install is a failure, never a skip
     pytest.skip(reason, allow_module_level=True)
@@ -73,7 +76,9 @@ environment = "sim"
 instant = true
 accounts = ["D1", "D2"]
 state_file = "{state_file}"
-
+"""
+# Both brokers' configs end with the same hft accounts and client transport.
+ACCOUNTS_AND_CLIENT = """
 [accounts.acc1]
 broker = "paper"
 broker_account = "D1"
@@ -281,6 +286,27 @@ class Stream:
             self._room.notify_all()
 
 
+def stream_until_killed(
+    tmp_path: Path, orders: list[dict[str, Any]], plugins: str = "test,lines", settle_s: float = 0
+) -> tuple[Stream, dict[int, list[dict[str, Any]]]]:
+    """Run 1: ``hft serve`` takes the stream and is SIGKILLed after KILL_AFTER acknowledgements;
+    returns the stream and the orders each acknowledged request created, by request number."""
+    with serving(tmp_path, 1, plugins) as (process, address, _):
+        client = Client(address)
+        client.wait_until_ready()
+        client.close()
+        time.sleep(settle_s)
+        stream = Stream(address, process)
+        stream.run(orders)
+        assert stream.killed.is_set(), "every order was answered before the kill"
+        assert process.wait(timeout=TIMEOUT_S) == -signal.SIGKILL
+    assert [r for r in stream.replies.values() if not r["ok"]] == []
+    acked = {n: r["orders"] for n, r in stream.replies.items()}
+    assert len(acked) >= KILL_AFTER
+    assert all(len(created) == 1 for created in acked.values())
+    return stream, acked
+
+
 # ----------------------------------------------------------------------------------------------
 # The test
 # ----------------------------------------------------------------------------------------------
@@ -288,23 +314,12 @@ class Stream:
 
 def test_nothing_acknowledged_is_lost_when_serve_is_killed_mid_stream(tmp_path: Path) -> None:
     data_dir, state_file = tmp_path / "data", tmp_path / "venue.log"
-    (tmp_path / "hft.toml").write_text(CONFIG.format(data_dir=data_dir, state_file=state_file))
+    (tmp_path / "hft.toml").write_text(
+        CONFIG.format(data_dir=data_dir, state_file=state_file) + ACCOUNTS_AND_CLIENT
+    )
     orders = stream_of_orders()
 
-    # Run 1: stream orders, SIGKILL after KILL_AFTER acknowledgements.
-    with serving(tmp_path, 1) as (process, address, _):
-        client = Client(address)
-        client.wait_until_ready()
-        client.close()
-        stream = Stream(address, process)
-        stream.run(orders)
-        assert stream.killed.is_set(), "every order was answered before the kill"
-        assert process.wait(timeout=TIMEOUT_S) == -signal.SIGKILL
-    failures = [r for r in stream.replies.values() if not r["ok"]]
-    assert failures == []
-    acked = {n: r["orders"] for n, r in stream.replies.items()}
-    assert len(acked) >= KILL_AFTER
-    assert all(len(created) == 1 for created in acked.values())
+    stream, acked = stream_until_killed(tmp_path, orders)
 
     # Run 2: the same files. Readiness waits for the broker's reconciliation.
     with serving(tmp_path, 2) as (process, address, log_path):
@@ -425,20 +440,6 @@ seed = 7
 
 [brokers.paper.accounts.D1]
 [brokers.paper.accounts.D2]
-
-[accounts.acc1]
-broker = "paper"
-broker_account = "D1"
-environment = "sim"
-
-[accounts.acc2]
-broker = "paper"
-broker_account = "D2"
-environment = "sim"
-
-[transports.lines]
-username = "crash"
-accounts = ["acc1", "acc2"]
 """
 SIM_INSTRUMENTS = ("NSE:INFY", "NSE:RELIANCE", "NSE:TCS")
 
@@ -465,24 +466,12 @@ def test_nothing_the_sim_acknowledged_is_lost_when_serve_is_killed_mid_stream(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
-    (tmp_path / "hft.toml").write_text(SIM_CONFIG.format(data_dir=data_dir))
+    (tmp_path / "hft.toml").write_text(SIM_CONFIG.format(data_dir=data_dir) + ACCOUNTS_AND_CLIENT)
     orders = sim_orders()
     plugins = "sim,ext,lines"
 
-    # Run 1: stream orders, SIGKILL after KILL_AFTER acknowledgements.
-    with serving(tmp_path, 1, plugins) as (process, address, _):
-        client = Client(address)
-        client.wait_until_ready()
-        client.close()
-        time.sleep(1.0)  # a few market steps (200 ms each): the market makers' quotes to trade on
-        stream = Stream(address, process)
-        stream.run(orders)
-        assert stream.killed.is_set(), "every order was answered before the kill"
-        assert process.wait(timeout=TIMEOUT_S) == -signal.SIGKILL
-    assert [r for r in stream.replies.values() if not r["ok"]] == []
-    acked = {n: r["orders"] for n, r in stream.replies.items()}
-    assert len(acked) >= KILL_AFTER
-    assert all(len(created) == 1 for created in acked.values())
+    # A few market steps (200 ms each) first: the market makers' quotes to trade on.
+    _, acked = stream_until_killed(tmp_path, orders, plugins, settle_s=1.0)
 
     # Run 2: the same files; the sim comes back from the host's storage.
     with serving(tmp_path, 2, plugins) as (process, address, log_path):
